@@ -1,0 +1,63 @@
+# lenscal: every target builds what it needs (venv, generated protobuf code) itself.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first and pinned: on these machines this exact pair comes from local
+# disk; a range admitting newer releases downloads several GB. Override on other hosts.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= dev,cpu
+STAMP := $(VENV)/.lenscal-installed
+PROTOS := $(shell find proto -name '*.proto')
+PROTO_STAMP := shared/lenscal/.proto-generated
+PYTEST_ARGS ?=
+DEMO_OUT ?= demo-output
+
+.PHONY: help venv proto test test-unit test-e2e lint demo bench clean
+
+help:
+	@echo "make demo   - set up and run the demo on embedded defaults (writes $(DEMO_OUT)/)"
+	@echo "make test   - set up, lint, and run the whole test suite"
+	@echo "make lint   - ruff + mypy"
+	@echo "make bench  - benchmarks in bench/ (not part of the tests)"
+
+$(STAMP): pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+venv: $(STAMP)
+
+$(PROTO_STAMP): $(STAMP) $(PROTOS) proto/generate.py
+	$(BIN)/python proto/generate.py
+	touch $@
+
+proto: $(PROTO_STAMP)
+
+lint: $(PROTO_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test-unit: $(PROTO_STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-e2e: $(PROTO_STAMP)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test: lint $(PROTO_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(PROTO_STAMP)
+	$(BIN)/lenscal demo --out $(DEMO_OUT)
+
+bench: $(PROTO_STAMP)
+	$(BIN)/python bench/shards.py
+	$(BIN)/python bench/preprocess.py
+
+clean:
+	rm -rf $(VENV) $(PROTO_STAMP) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
+	find shared -name '*_pb2*.py*' -delete

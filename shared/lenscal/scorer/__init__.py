@@ -1,0 +1,1 @@
+"""lenscal.scorer.v1: gRPC code generated from proto/ by `make proto` (never committed)."""

@@ -1,0 +1,43 @@
+"""DESI Legacy Surveys DR10 conventions shared by every module.
+
+Pixels are nanomaggies (nmgy); AB magnitude ``m = 22.5 - 2.5 log10(flux / nmgy)``.
+"""
+
+import math
+from typing import Final
+
+#: Bands in the order lenscal stores them (channel axis of a CHW cutout).
+BANDS: Final[tuple[str, ...]] = ("g", "r", "z")
+#: Cutout side in pixels.
+CUTOUT_SIZE: Final[int] = 101
+#: DR10 pixel scale, arcsec per pixel.
+PIXEL_SCALE_ARCSEC: Final[float] = 0.262
+#: AB zero point of the nanomaggy: flux 1 nmgy is magnitude 22.5.
+NANOMAGGY_ZEROPOINT_AB: Final[float] = 22.5
+#: Largest finite float16 value: cutouts stored as float16 must stay below it.
+FLOAT16_MAX: Final[float] = 65504.0
+
+
+def psf_sigma_pixels(psf_fwhm_arcsec: float, pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC) -> float:
+    """Gaussian sigma in pixels for a PSF of the given FWHM (arcsec): FWHM / (2 sqrt(2 ln 2) s)."""
+    return psf_fwhm_arcsec / (2.0 * (2.0 * math.log(2.0)) ** 0.5 * pixel_scale_arcsec)
+
+
+def pixel_noise_sigma(
+    psfdepth: float, psf_fwhm_arcsec: float, pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC
+) -> float:
+    """Per-pixel noise (nmgy) from point-source depth (nmgy^-2) and a Gaussian PSF:
+    ``sigma_pix = 1 / sqrt(psfdepth * NEA)`` with noise-equivalent area ``NEA = 4 pi sigma_px^2``."""
+    sigma_px = psf_sigma_pixels(psf_fwhm_arcsec, pixel_scale_arcsec)
+    return 1.0 / math.sqrt(psfdepth * 4.0 * math.pi * sigma_px**2)
+
+
+def psfdepth_from_m5(m5: float) -> float:
+    """Point-source inverse variance (nmgy^-2) for a 5-sigma depth m5 (AB):
+    inverts ``m5 = 22.5 - 2.5 log10(5 / sqrt(psfdepth))``."""
+    return (5.0 / 10.0 ** ((NANOMAGGY_ZEROPOINT_AB - m5) / 2.5)) ** 2
+
+
+def m5_from_psfdepth(psfdepth: float) -> float:
+    """5-sigma point-source depth (AB mag) of an inverse variance psfdepth (nmgy^-2)."""
+    return NANOMAGGY_ZEROPOINT_AB - 2.5 * math.log10(5.0 / math.sqrt(psfdepth))
