@@ -166,6 +166,8 @@ def _fail(df: pd.DataFrame, source: str, name: str, bad: np.ndarray, problem: st
         return
     row = int(np.flatnonzero(bad)[0])
     value = df[name].iloc[row]
+    if isinstance(value, np.generic):
+        value = value.item()  # show 2.0, not np.float64(2.0)
     where = f"row {row}"
     if "galaxy_id" in df.columns and name != "galaxy_id":
         where += f" (galaxy_id={df['galaxy_id'].iloc[row]!r})"
@@ -185,7 +187,7 @@ def read_manifest(
         df = pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
     except Exception as exc:  # pyarrow and pandas raise many types
         raise ManifestError(f"{p}: unreadable manifest ({exc})") from exc
-    if "type" in df.columns and df["type"].dtype == object:
+    if "type" in df.columns and pd.api.types.is_string_dtype(df["type"].dtype):
         # Tractor FITS tables pad type strings ("PSF ", "DEV ").
         df["type"] = df["type"].str.strip()
     return validate_manifest(df, required=required, source=str(p)) if validate else df

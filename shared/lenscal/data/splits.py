@@ -39,7 +39,9 @@ def healpix_index(
     bad = ~np.isfinite(ra_a) | ~np.isfinite(dec_a) | (np.abs(dec_a) > 90)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise SplitError(f"row {i}: ra={ra_a.flat[i]!r}, dec={dec_a.flat[i]!r} is not a valid sky position")
+        raise SplitError(
+            f"row {i}: ra={float(ra_a.flat[i])!r}, dec={float(dec_a.flat[i])!r} is not a valid sky position"
+        )
     if nside < 1 or nside & (nside - 1):
         raise SplitError(f"nside must be a power of two, got {nside}")
     hp = HEALPix(nside=nside, order="nested")

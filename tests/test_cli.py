@@ -1,0 +1,82 @@
+"""The lenscal command as a user runs it: help everywhere, named errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lenscal.cli import app
+
+from .conftest import LENSCAL, make_toy_cutouts
+
+runner = CliRunner()
+COMMANDS = [
+    [],
+    ["version"],
+    ["info"],
+    ["ingest"],
+    ["split"],
+    ["demo"],
+    ["shards"],
+    ["shards", "info"],
+    ["shards", "verify"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_info_on_real_cutout(real_cutout_paths: list[Path]) -> None:
+    result = runner.invoke(app, ["info", "--json", str(real_cutout_paths[0])])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.output.splitlines()[0])
+    assert record["shape"] == [3, 101, 101] and set(record["bands"]) == {"g", "r", "z"}
+
+
+def test_bad_input_exits_2_with_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"nope")
+    run = subprocess.run([*LENSCAL, "info", str(bad)], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().startswith(f"error: {bad}: unreadable or truncated NPZ file")
+    assert "Traceback" not in run.stderr
+
+
+def test_ingest_then_shards_info_and_verify(tmp_path: Path) -> None:
+    manifest = make_toy_cutouts(tmp_path / "c", 7)
+    out = tmp_path / "s"
+    result = runner.invoke(
+        app,
+        ["ingest", "--manifest", str(manifest), "--out", str(out), "--dtype", "float16", "--shard-size", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "7 cutouts" in result.output and "3 shard(s) written" in result.output
+    info = runner.invoke(app, ["shards", "info", str(out)])
+    assert "7/7 cutouts (3, 101, 101) float16 in 3/3 shards; complete" in info.output
+    assert runner.invoke(app, ["shards", "verify", str(out)]).exit_code == 0
+    shard = out / "shard-00002.npy"
+    data = bytearray(shard.read_bytes())
+    data[-2] ^= 0x01
+    shard.write_bytes(bytes(data))
+    run = subprocess.run([*LENSCAL, "shards", "verify", str(out)], capture_output=True, text=True)
+    assert run.returncode == 2 and "SHA-256 does not match" in run.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*LENSCAL, "demo", "--out", str(tmp_path), "--n", "60"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["cutouts"] == 60 and summary["split_check"] == "ok"
+    assert (tmp_path / "gallery.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
