@@ -65,3 +65,13 @@ def make_toy_cutouts(directory: Path, n: int, seed: int = 0, fmt: str = "npz") -
     manifest = directory / "manifest.parquet"
     pd.DataFrame(rows).to_parquet(manifest, index=False)
     return manifest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_lenscal_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's ~/.lenscal or an exported registry URL from tests."""
+    monkeypatch.setenv("LENSCAL_HOME", str(tmp_path_factory.mktemp("lenscal-home")))
+    monkeypatch.delenv("LENSCAL_REGISTRY_URL", raising=False)
+
+
+SEED_REGISTRY = TEAM_KIT / "seed" / "EXPERIMENT_REGISTRY.md"

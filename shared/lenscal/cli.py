@@ -13,6 +13,7 @@ import typer
 
 from lenscal import __version__
 from lenscal.errors import LenscalError
+from lenscal.registry.cli import app as registry_app
 
 app = typer.Typer(
     name="lenscal",
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 shards_app = typer.Typer(help="Inspect and verify packed shard directories.", no_args_is_help=True)
 app.add_typer(shards_app, name="shards")
+app.add_typer(registry_app, name="registry")
 
 
 class StorageDType(StrEnum):
