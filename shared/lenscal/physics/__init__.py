@@ -1,0 +1,19 @@
+"""Lensing physics: SIE + shear ray shooting, Sérsic sources, PSFs, batched arc rendering.
+
+Conventions are those of DESIGN.md "Arc rendering" and are tested against lenstronomy.
+"""
+
+from lenscal.physics.params import PARAM_NAMES, ArcParams, PhysicsError, flux_nmgy
+from lenscal.physics.render import RenderResult, RenderSpec, noise_key, render_arcs, render_arcs_with_truth
+
+__all__ = [
+    "PARAM_NAMES",
+    "ArcParams",
+    "PhysicsError",
+    "RenderResult",
+    "RenderSpec",
+    "flux_nmgy",
+    "noise_key",
+    "render_arcs",
+    "render_arcs_with_truth",
+]

@@ -1,0 +1,186 @@
+"""Arc parameters as batched tensors, validated with errors naming parameter, row and value.
+
+Units and conventions (DESIGN.md "Arc rendering"): angles on the sky in arcsec, position
+angles in radians counter-clockwise from +x (+x = increasing column), magnitudes AB.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from lenscal.errors import LenscalError
+
+
+class PhysicsError(LenscalError):
+    """Arc parameters or render settings out of their physical domain."""
+
+
+#: name -> (unit, rule text, check on a float64 tensor returning a valid mask)
+RULES: dict[str, tuple[str, str, Any]] = {
+    "theta_e": ("arcsec", ">= 0 (0: no lens)", lambda v: v >= 0),
+    "q_lens": ("", "in (0, 1]", lambda v: (v > 0) & (v <= 1)),
+    "phi_lens": ("rad", "finite", None),
+    "lens_x": ("arcsec", "finite", None),
+    "lens_y": ("arcsec", "finite", None),
+    "gamma1": ("", "|gamma| < 1", None),
+    "gamma2": ("", "|gamma| < 1", None),
+    "src_x": ("arcsec", "finite", None),
+    "src_y": ("arcsec", "finite", None),
+    "r_e": ("arcsec", "> 0", lambda v: v > 0),
+    "n_sersic": ("", "in [0.2, 10]", lambda v: (v >= 0.2) & (v <= 10)),
+    "q_src": ("", "in (0, 1]", lambda v: (v > 0) & (v <= 1)),
+    "phi_src": ("rad", "finite", None),
+    "mag_g": ("AB mag", "finite", None),
+    "mag_r": ("AB mag", "finite", None),
+    "mag_z": ("AB mag", "finite", None),
+    "psf_fwhm_g": ("arcsec", "> 0", lambda v: v > 0),
+    "psf_fwhm_r": ("arcsec", "> 0", lambda v: v > 0),
+    "psf_fwhm_z": ("arcsec", "> 0", lambda v: v > 0),
+}
+PARAM_NAMES: tuple[str, ...] = tuple(RULES)
+
+
+@dataclass
+class ArcParams:
+    """One tensor of shape (N,) per parameter (float64 on the render device).
+
+    ``clumps``: optional (N, K, 4) tensor of Gaussian source clumps, each
+    ``(dx, dy, sigma, flux_fraction)`` in arcsec relative to the source centre; the fractions
+    are of the total unlensed flux (the Sérsic keeps the rest).
+    """
+
+    theta_e: torch.Tensor
+    q_lens: torch.Tensor
+    phi_lens: torch.Tensor
+    lens_x: torch.Tensor
+    lens_y: torch.Tensor
+    gamma1: torch.Tensor
+    gamma2: torch.Tensor
+    src_x: torch.Tensor
+    src_y: torch.Tensor
+    r_e: torch.Tensor
+    n_sersic: torch.Tensor
+    q_src: torch.Tensor
+    phi_src: torch.Tensor
+    mag_g: torch.Tensor
+    mag_r: torch.Tensor
+    mag_z: torch.Tensor
+    psf_fwhm_g: torch.Tensor
+    psf_fwhm_r: torch.Tensor
+    psf_fwhm_z: torch.Tensor
+    clumps: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.theta_e.shape[0])
+
+    @classmethod
+    def from_records(
+        cls, records: Iterable[Mapping[str, Any]], device: str | torch.device = "cpu"
+    ) -> ArcParams:
+        rows = list(records)
+        if not rows:
+            raise PhysicsError("no arc parameters given")
+        columns: dict[str, torch.Tensor] = {}
+        for name in PARAM_NAMES:
+            values = []
+            for i, row in enumerate(rows):
+                if name not in row:
+                    raise PhysicsError(f"row {i}: missing parameter {name!r}")
+                try:
+                    values.append(float(row[name]))
+                except (TypeError, ValueError):
+                    raise PhysicsError(f"row {i}: parameter {name}={row[name]!r} is not a number") from None
+            columns[name] = torch.tensor(values, dtype=torch.float64, device=device)
+        unknown = sorted({k for row in rows for k in row} - set(PARAM_NAMES) - {"clumps", "id"})
+        if unknown:
+            raise PhysicsError(f"unknown parameter(s) {unknown}; known: {list(PARAM_NAMES)}")
+        clumps = None
+        if any(row.get("clumps") for row in rows):
+            k = max(len(row.get("clumps") or []) for row in rows)
+            clumps = torch.zeros((len(rows), k, 4), dtype=torch.float64, device=device)
+            for i, row in enumerate(rows):
+                for j, clump in enumerate(row.get("clumps") or []):
+                    clumps[i, j] = torch.tensor([float(v) for v in clump], dtype=torch.float64)
+        params = cls(**columns, clumps=clumps)
+        params.validate()
+        return params
+
+    @classmethod
+    def from_tensors(cls, values: Mapping[str, Any], device: str | torch.device = "cpu") -> ArcParams:
+        missing = [n for n in PARAM_NAMES if n not in values]
+        if missing:
+            raise PhysicsError(f"missing parameter(s) {missing}")
+        columns = {
+            n: torch.as_tensor(values[n], dtype=torch.float64, device=device).reshape(-1) for n in PARAM_NAMES
+        }
+        clumps = values.get("clumps")
+        params = cls(
+            **columns,
+            clumps=None if clumps is None else torch.as_tensor(clumps, dtype=torch.float64, device=device),
+        )
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        n = len(self)
+        for name in PARAM_NAMES:
+            value = getattr(self, name)
+            if value.shape != (n,):
+                raise PhysicsError(f"parameter {name} has shape {tuple(value.shape)}, expected ({n},)")
+            unit, rule, check = RULES[name]
+            bad = ~torch.isfinite(value)
+            if check is not None:
+                bad |= ~check(value)
+            if name in ("gamma1", "gamma2"):
+                bad |= value.abs() >= 1
+            if bool(bad.any()):
+                i = int(torch.nonzero(bad)[0])
+                unit_text = f" {unit}" if unit else ""
+                raise PhysicsError(f"row {i}: {name}={float(value[i])!r}{unit_text} is invalid; rule: {rule}")
+        if self.clumps is not None:
+            if self.clumps.ndim != 3 or self.clumps.shape[0] != n or self.clumps.shape[2] != 4:
+                raise PhysicsError(
+                    f"clumps must be (N, K, 4) (dx, dy, sigma, fraction), got {tuple(self.clumps.shape)}"
+                )
+            if not bool(torch.isfinite(self.clumps).all()):
+                raise PhysicsError("clumps hold non-finite values")
+            if bool((self.clumps[..., 2] <= 0).any()):
+                raise PhysicsError("clump sigma must be > 0 arcsec")
+            frac = self.clumps[..., 3]
+            if bool((frac < 0).any()) or bool((frac.sum(-1) >= 1).any()):
+                raise PhysicsError("clump flux fractions must be >= 0 and sum to < 1")
+
+    def to(self, device: str | torch.device) -> ArcParams:
+        columns = {n: getattr(self, n).to(device) for n in PARAM_NAMES}
+        return ArcParams(**columns, clumps=None if self.clumps is None else self.clumps.to(device))
+
+    def slice(self, start: int, stop: int) -> ArcParams:
+        columns = {n: getattr(self, n)[start:stop] for n in PARAM_NAMES}
+        return ArcParams(**columns, clumps=None if self.clumps is None else self.clumps[start:stop])
+
+    def mags(self) -> torch.Tensor:
+        """(N, 3) unlensed AB magnitudes in g, r, z."""
+        return torch.stack([self.mag_g, self.mag_r, self.mag_z], dim=1)
+
+    def psf_fwhm(self) -> torch.Tensor:
+        """(N, 3) PSF FWHM in arcsec for g, r, z."""
+        return torch.stack([self.psf_fwhm_g, self.psf_fwhm_r, self.psf_fwhm_z], dim=1)
+
+    def records(self) -> list[dict[str, float]]:
+        return [{n: float(getattr(self, n)[i]) for n in PARAM_NAMES} for i in range(len(self))]
+
+
+def flux_nmgy(mag: torch.Tensor) -> torch.Tensor:
+    """AB magnitude -> flux in nanomaggies: 10^(-0.4 (m - 22.5))."""
+    return torch.pow(10.0, -0.4 * (mag - 22.5))
+
+
+def finite_or_raise(name: str, value: float) -> float:
+    if not math.isfinite(value):
+        raise PhysicsError(f"{name}={value!r} is not finite")
+    return value
