@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from lenscal import __version__
 from lenscal.errors import LenscalError
+from lenscal.injection.cli import app as inject_app
 from lenscal.registry.cli import app as registry_app
 
 app = typer.Typer(
@@ -25,6 +27,7 @@ app = typer.Typer(
 shards_app = typer.Typer(help="Inspect and verify packed shard directories.", no_args_is_help=True)
 app.add_typer(shards_app, name="shards")
 app.add_typer(registry_app, name="registry")
+app.add_typer(inject_app, name="inject")
 
 
 class StorageDType(StrEnum):
@@ -207,6 +210,10 @@ def main() -> None:
         app()
     except LenscalError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except ValidationError as exc:  # a typed config or spec built from user input
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or exc.title}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid {exc.title}: {problems}", err=True)
         sys.exit(2)
 
 

@@ -1,0 +1,235 @@
+"""Injection priors: the team's ``injection_priors.yaml`` schema is lenscal's own.
+
+Sampling is per injection: injection ``i`` of cell ``c`` in run seed ``s`` draws from its
+own generator (``numpy.random.default_rng`` seeded by SHA-256 of ``(s, c, i)``), so any
+single injection can be regenerated alone, and adding cells never shifts another cell's
+draws. Conventions of the drawn parameters: see lenscal.physics.params.
+
+Definitions (from the team's file and DOMAIN.md):
+- source r mag U(r_mag_range); g = r + N(g-r); z = r - N(r-z);
+- beta_frac = sqrt(U(lo^2, hi^2)) (area-weighted), source at beta_frac * theta_E from the
+  lens centre in a uniformly random direction;
+- R_e U(re_arcsec_range), n U(n_range), q_src U(q_range), phi_src U(0, pi);
+- lens: q_lens U(q_lens_range), phi_lens U(0, pi), centre jitter N(0, center_sigma) per
+  axis; shear magnitude half-normal(shear_sigma) at a uniform angle 2*phi_gamma
+  (the team's file states |gamma| is half-normal);
+- clumps with probability clumps_prob: integers(clumps_n_range) clumps, total flux
+  fraction U(clumps_frac_range), Gaussian sigma 0.05-0.15 arcsec within R_e of the centre.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lenscal.errors import LenscalError
+from lenscal.physics.params import ArcParams
+
+
+class PriorError(LenscalError):
+    """An injection prior file or request is invalid."""
+
+
+def _range(lo: float, hi: float, name: str) -> tuple[float, float]:
+    if not lo <= hi:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got [{lo}, {hi}]")
+    return lo, hi
+
+
+class SourcePrior(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r_mag_range: tuple[float, float] = (23.0, 26.0)
+    beta_frac_range: tuple[float, float] = (0.10, 0.40)
+    re_arcsec_range: tuple[float, float] = (0.15, 0.50)
+    n_range: tuple[float, float] = (0.5, 2.0)
+    q_range: tuple[float, float] = (0.3, 1.0)
+    g_minus_r_mu_sigma: tuple[float, float] = (1.15, 0.30)
+    r_minus_z_mu_sigma: tuple[float, float] = (0.85, 0.20)
+    clumps_prob: float = Field(0.0, ge=0.0, le=1.0)
+    clumps_n_range: tuple[int, int] = (1, 4)
+    clumps_frac_range: tuple[float, float] = (0.15, 0.45)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SourcePrior:
+        for name in (
+            "r_mag_range",
+            "beta_frac_range",
+            "re_arcsec_range",
+            "n_range",
+            "q_range",
+            "clumps_frac_range",
+        ):
+            low, high = getattr(self, name)
+            _range(low, high, name)
+        if self.re_arcsec_range[0] <= 0 or not 0 < self.q_range[0] <= self.q_range[1] <= 1:
+            raise ValueError("re_arcsec_range must be > 0 and q_range within (0, 1]")
+        if self.clumps_frac_range[1] >= 1:
+            raise ValueError("clumps_frac_range must stay below 1")
+        return self
+
+
+class LensPrior(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shear_sigma: float = Field(0.05, ge=0.0)
+    center_sigma_arcsec: float = Field(0.05, ge=0.0)
+    q_lens_range: tuple[float, float] = (0.5, 1.0)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> LensPrior:
+        lo, hi = _range(*self.q_lens_range, "q_lens_range")
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("q_lens_range must lie within (0, 1]")
+        return self
+
+
+class Model2Conditioning(BaseModel):
+    """IM2: q_lens = clip(q_host + N(0, q_scatter), q_floor, 1); phi_lens = host PA."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    q_scatter: float = Field(0.05, ge=0.0)
+    q_floor: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class PreprocessingNote(BaseModel):
+    """The team's file records the preprocessing its models used; kept for reference only
+    (the model's own PreprocessSpec always wins)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    annulus_r_in: float = 20.0
+    annulus_r_out: float = 32.0
+    clip_range: float = 10.0
+
+
+class InjectionPrior(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "default"
+    source_params: SourcePrior = SourcePrior()
+    lens_params: LensPrior = LensPrior()
+    model2_conditioning: Model2Conditioning = Model2Conditioning()
+    preprocessing: PreprocessingNote | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> InjectionPrior:
+        p = Path(path)
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise PriorError(f"{p}: unreadable prior file ({exc})") from exc
+        raw.setdefault("name", p.stem)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise PriorError(f"{p}: {problems}") from None
+
+
+def injection_rng(seed: int, cell: str, index: int) -> np.random.Generator:
+    """The generator of injection ``index`` of cell ``cell`` in run ``seed``."""
+    digest = hashlib.sha256(f"lenscal-injection:{seed}:{cell}:{index}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "big"))
+
+
+def sample_params(
+    prior: InjectionPrior,
+    theta_e: Sequence[float] | np.ndarray,
+    psf_fwhm: np.ndarray,
+    *,
+    seed: int,
+    cell: str = "",
+    indices: Sequence[int] | None = None,
+    host_q: Sequence[float] | None = None,
+    host_phi: Sequence[float] | None = None,
+) -> ArcParams:
+    """Draw one parameter set per injection.
+
+    ``theta_e``: Einstein radius per injection (arcsec, from the grid cell). ``psf_fwhm``:
+    (N, 3) g, r, z FWHM (arcsec, from each host). ``host_q``/``host_phi``: IM2's host axis
+    ratio and position angle (rad, image convention of lenscal.injection.hosts), which
+    condition q_lens and set phi_lens.
+    """
+    theta = np.asarray(theta_e, dtype=np.float64).reshape(-1)
+    n = theta.size
+    fwhm = np.asarray(psf_fwhm, dtype=np.float64).reshape(n, 3)
+    idx = list(range(n)) if indices is None else [int(i) for i in indices]
+    if len(idx) != n:
+        raise PriorError(f"indices has {len(idx)} entries for {n} injections")
+    if (host_q is None) != (host_phi is None):
+        raise PriorError("host_q and host_phi go together (IM2 conditioning)")
+    sp, lp, m2 = prior.source_params, prior.lens_params, prior.model2_conditioning
+    rows: list[dict[str, Any]] = []
+    for k in range(n):
+        rng = injection_rng(seed, cell, idx[k])
+        # Fixed draw order: never reorder, or every stored run changes.
+        q_lens = rng.uniform(*lp.q_lens_range)
+        phi_lens = rng.uniform(0.0, np.pi)
+        lens_x, lens_y = rng.normal(0.0, lp.center_sigma_arcsec, 2)
+        gamma = abs(rng.normal(0.0, lp.shear_sigma))
+        gamma_angle = rng.uniform(0.0, np.pi)
+        lo, hi = sp.beta_frac_range
+        beta = np.sqrt(rng.uniform(lo**2, hi**2)) * theta[k]
+        beta_angle = rng.uniform(0.0, 2.0 * np.pi)
+        r_e = rng.uniform(*sp.re_arcsec_range)
+        n_sersic = rng.uniform(*sp.n_range)
+        q_src = rng.uniform(*sp.q_range)
+        phi_src = rng.uniform(0.0, np.pi)
+        mag_r = rng.uniform(*sp.r_mag_range)
+        g_r = rng.normal(*sp.g_minus_r_mu_sigma)
+        r_z = rng.normal(*sp.r_minus_z_mu_sigma)
+        scatter = rng.normal(0.0, m2.q_scatter)
+        clumps = None
+        if rng.uniform() < sp.clumps_prob:
+            count = int(rng.integers(sp.clumps_n_range[0], sp.clumps_n_range[1] + 1))
+            total = rng.uniform(*sp.clumps_frac_range)
+            weights = rng.dirichlet(np.ones(count)) * total
+            radius = r_e * np.sqrt(rng.uniform(0.0, 1.0, count))
+            angle = rng.uniform(0.0, 2.0 * np.pi, count)
+            sigma = rng.uniform(0.05, 0.15, count)
+            clumps = np.stack(
+                [radius * np.cos(angle), radius * np.sin(angle), sigma, weights], axis=1
+            ).tolist()
+        if host_q is not None and host_phi is not None:
+            q_lens = float(np.clip(float(host_q[k]) + scatter, m2.q_floor, 1.0))
+            phi_lens = float(host_phi[k])
+        rows.append(
+            {
+                "theta_e": theta[k], "q_lens": q_lens, "phi_lens": phi_lens,
+                "lens_x": lens_x, "lens_y": lens_y,
+                "gamma1": gamma * np.cos(2 * gamma_angle), "gamma2": gamma * np.sin(2 * gamma_angle),
+                "src_x": lens_x + beta * np.cos(beta_angle), "src_y": lens_y + beta * np.sin(beta_angle),
+                "r_e": r_e, "n_sersic": n_sersic, "q_src": q_src, "phi_src": phi_src,
+                "mag_g": mag_r + g_r, "mag_r": mag_r, "mag_z": mag_r - r_z,
+                "psf_fwhm_g": fwhm[k, 0], "psf_fwhm_r": fwhm[k, 1], "psf_fwhm_z": fwhm[k, 2],
+                "clumps": clumps,
+            }
+        )  # fmt: skip
+    return ArcParams.from_records(rows)
+
+
+#: Built-in priors by name; files are loaded with InjectionPrior.from_yaml.
+PRIORS: dict[str, InjectionPrior] = {
+    "default": InjectionPrior(name="default"),
+    # D01-D05 used beta_frac 0.1-1.0 before the 2026-02-16 realism fixes.
+    "d05_unrestricted_beta": InjectionPrior(
+        name="d05_unrestricted_beta", source_params=SourcePrior(beta_frac_range=(0.1, 1.0))
+    ),
+}
+
+
+def get_prior(name_or_path: str) -> InjectionPrior:
+    if name_or_path in PRIORS:
+        return PRIORS[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return InjectionPrior.from_yaml(path)
+    raise PriorError(f"unknown prior {name_or_path!r}: not a built-in ({sorted(PRIORS)}) nor a YAML file")
