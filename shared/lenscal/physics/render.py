@@ -40,6 +40,7 @@ class RenderSpec(BaseModel):
     noise_seed: int = Field(0, ge=0, description="base seed of the per-injection noise generators")
     dtype: Literal["float32", "float64"] = "float32"
     chunk_size: int = Field(32, ge=1, description="injections per device batch")
+    cpu_tile: int = Field(2, ge=1, description="injections ray-shot together on CPU (cache-sized)")
     #: FFT round-off below this fraction of a stamp's peak is set to exactly zero, so
     #: empty pixels stay empty (and get no Poisson noise).
     zero_floor: float = Field(1e-7, ge=0, lt=1e-3)
@@ -104,7 +105,7 @@ def render_arcs_with_truth(
     magnification = torch.empty(n, dtype=torch.float64, device=dev)
     for start in range(0, n, spec.chunk_size):
         stop = min(start + spec.chunk_size, n)
-        unit, mu = _lensed_unit_images(params.slice(start, stop), gx, gy, spec, dtype)
+        unit, mu = _lensed_unit_images_tiled(params.slice(start, stop), gx, gy, spec, dtype)
         flux = flux_nmgy(params.mags()[start:stop]).to(dtype)  # (n, 3)
         images = unit.unsqueeze(1) * flux[:, :, None, None]
         images = _convolve_psf(images, params.psf_fwhm()[start:stop], spec)
@@ -157,6 +158,16 @@ def _lensed_unit_images(
     return binned, binned.sum(dim=(-2, -1)).double()
 
 
+def _lensed_unit_images_tiled(
+    p: ArcParams, gx: torch.Tensor, gy: torch.Tensor, spec: RenderSpec, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """On CPU, a few injections at a time keep the per-sub-pixel temporaries in cache
+    (measured 2x faster than a whole chunk); a GPU takes the chunk at once."""
+    tile = len(p) if gx.device.type != "cpu" else spec.cpu_tile
+    parts = [_lensed_unit_images(p.slice(s, s + tile), gx, gy, spec, dtype) for s in range(0, len(p), tile)]
+    return torch.cat([u for u, _ in parts]), torch.cat([m for _, m in parts])
+
+
 def _convolve_psf(images: torch.Tensor, fwhm_arcsec: torch.Tensor, spec: RenderSpec) -> torch.Tensor:
     """Per-injection, per-band FFT convolution, zero-padded ('same' output, like
     scipy.signal.fftconvolve)."""
@@ -164,10 +175,26 @@ def _convolve_psf(images: torch.Tensor, fwhm_arcsec: torch.Tensor, spec: RenderS
     kernels = psf_kernels(fwhm_px, None, spec.psf, spec.moffat_beta).to(images.dtype)
     half = (kernels.shape[-1] - 1) // 2
     size, ksize = images.shape[-1], 2 * half + 1
-    full = size + ksize - 1
+    full = _fast_fft_size(size + ksize - 1)  # zero padding beyond the linear size changes nothing
     spectrum = torch.fft.rfft2(images, s=(full, full)) * torch.fft.rfft2(kernels, s=(full, full))
     out = torch.fft.irfft2(spectrum, s=(full, full))
     return out[..., half : half + size, half : half + size]
+
+
+def _fast_fft_size(n: int) -> int:
+    """Smallest 2^a 3^b 5^c >= n (a prime length such as 127 is several times slower)."""
+    best = 2 * n
+    p2 = 1
+    while p2 < best:
+        p3 = p2
+        while p3 < best:
+            p5 = p3
+            while p5 < n:
+                p5 *= 5
+            best = min(best, p5)
+            p3 *= 3
+        p2 *= 2
+    return best
 
 
 def poisson_arcs(images: torch.Tensor, gain: float, keys: Sequence[int]) -> torch.Tensor:

@@ -56,9 +56,11 @@ def sersic_sb(
     dx, dy = x - center_x, y - center_y
     cos, sin = torch.cos(phi), torch.sin(phi)
     xp = cos * dx + sin * dy
-    yp = -sin * dx + cos * dy
-    radius = torch.sqrt(q * xp * xp + yp * yp / q)
-    return sersic_ie(flux, r_e, n, b) * torch.exp(-b * (torch.pow(radius / r_e, 1.0 / n) - 1.0))
+    yp = cos * dy - sin * dx
+    radius2 = q * xp * xp + yp * yp / q
+    # (R / R_e)^(1/n) as exp(log(R^2) / 2n - log(R_e) / n): one log + exp, no sqrt or pow.
+    scaled = torch.exp(torch.log(radius2) * (0.5 / n) - torch.log(r_e) / n)
+    return sersic_ie(flux, r_e, n, b) * torch.exp(b - b * scaled)
 
 
 def gaussian_clumps_sb(
