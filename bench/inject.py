@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from lenscal.physics import RenderSpec, render_arcs  # noqa: E402
-from tests.lenstronomy_reference import lenstronomy_arcs, random_params  # noqa: E402
+from lenscal.physics import RenderSpec, render_arcs
+from tests.lenstronomy_reference import lenstronomy_arcs, random_params
 
 
 def rate(fn, n: int, repeats: int = 4, sync=lambda: None) -> float:

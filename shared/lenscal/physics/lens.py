@@ -35,19 +35,17 @@ def sie_deflection(
     yp = cos * dy - sin * dx
     psi = torch.sqrt(q * q * xp * xp + yp * yp).clamp_min(1e-15)  # 0 only at the centre
     round_ = (1.0 - q) < ROUND_LIMIT
-    ax_p = ay_p = None
-    if bool(round_.any()):
+    if bool(round_.all()):
         # SIS limit (q = 1): alpha = theta_E (x', y') / r.
         ax_p, ay_p = theta_e * xp / psi, theta_e * yp / psi
-    if not bool(round_.all()):
+    else:
         e = torch.sqrt((1.0 - q * q).clamp_min(ROUND_LIMIT))
         scale = theta_e * torch.sqrt(q) / e  # b / e with b = theta_E sqrt(q)
-        ax_ell = scale * torch.atan(e * xp / psi)
-        ay_ell = scale * torch.atanh((e * yp / psi).clamp(-1 + 1e-7, 1 - 1e-7))
-        if ax_p is None or ay_p is None:
-            ax_p, ay_p = ax_ell, ay_ell
-        else:
-            ax_p, ay_p = torch.where(round_, ax_p, ax_ell), torch.where(round_, ay_p, ay_ell)
+        ax_p = scale * torch.atan(e * xp / psi)
+        ay_p = scale * torch.atanh((e * yp / psi).clamp(-1 + 1e-7, 1 - 1e-7))
+        if bool(round_.any()):  # a batch mixing round and elliptical lenses
+            ax_p = torch.where(round_, theta_e * xp / psi, ax_p)
+            ay_p = torch.where(round_, theta_e * yp / psi, ay_p)
     return cos * ax_p - sin * ay_p, sin * ax_p + cos * ay_p
 
 
