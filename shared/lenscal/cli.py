@@ -28,6 +28,8 @@ shards_app = typer.Typer(help="Inspect and verify packed shard directories.", no
 app.add_typer(shards_app, name="shards")
 app.add_typer(registry_app, name="registry")
 app.add_typer(inject_app, name="inject")
+serve_app = typer.Typer(help="Run a lenscal gRPC service in the foreground.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
 
 
 class StorageDType(StrEnum):
@@ -203,6 +205,25 @@ def demo(
 
     summary = run_demo(out, n=n, seed=seed, progress=sys.stderr.isatty())
     typer.echo(json.dumps(summary, indent=2))
+
+
+@serve_app.command("injector")
+def serve_injector(
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one and prints it).")] = 50052,
+    host: Annotated[
+        str, typer.Option(help="Bind address; 0.0.0.0 exposes the service to the network.")
+    ] = "127.0.0.1",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: off).")] = 0,
+    workers: Annotated[int, typer.Option(help="RPC handler threads.", min=1)] = 8,
+) -> None:
+    """Serve lenscal.injector.v1.Injector (Render, Inject) with health, reflection and metrics."""
+    import logging
+
+    from lenscal_injector.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    serve(port=port, host=host, device=device, metrics_port=metrics_port, max_workers=workers)
 
 
 def main() -> None:

@@ -1,3 +1,2 @@
-"""lenscal injector service: the process entry point and its gRPC/CLI adapter over the lenscal library.
-
-The servicer lands with its issue; the library code it adapts lives in shared/lenscal/."""
+"""lenscal injector service: gRPC ``lenscal.injector.v1.Injector`` over lenscal.physics and
+lenscal.injection (`lenscal serve injector`)."""

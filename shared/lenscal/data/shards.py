@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from lenscal.errors import ShardError
@@ -163,6 +164,7 @@ class ShardReader:
         self._starts = np.asarray([*starts, self.index.committed_rows], dtype=np.int64)
         self._maps: dict[int, np.ndarray] = {}
         self._tensors: dict[int, torch.Tensor] = {}
+        self._manifest: pd.DataFrame | None = None
 
     def __len__(self) -> int:
         return self.index.committed_rows
@@ -233,6 +235,15 @@ class ShardReader:
                 )
             self._maps[s] = m
         return m
+
+    def manifest(self) -> pd.DataFrame:
+        """The ingest's output manifest (row i describes cutout i)."""
+        if self._manifest is None:
+            path = self.directory / "manifest.parquet"
+            if not path.is_file():
+                raise ShardError(f"{path}: missing; the ingest did not finish (rerun `lenscal ingest`)")
+            self._manifest = pd.read_parquet(path)
+        return self._manifest
 
     def rows_info(self) -> list[dict[str, Any]]:
         """Per-row galaxy_id, cutout_sha256 and nan_count from the rows files, in row order."""
