@@ -199,4 +199,5 @@ def test_an_injection_renders_the_same_alone_or_in_a_batch() -> None:
         together = render_arcs(draws, spec)
         for i in (0, 3, 5):
             alone = render_arcs(draws.slice(i, i + 1), spec)
-            torch.testing.assert_close(alone[0], together[i], rtol=0, atol=1e-6 * float(together[i].max()))
+            # Same bits up to float noise in near-empty pixels (measured <= 1e-13 of the peak).
+            assert float((alone[0] - together[i]).abs().max()) <= 1e-9 * float(together[i].max())

@@ -148,8 +148,8 @@ def sample_params(
     seed: int,
     cell: str = "",
     indices: Sequence[int] | None = None,
-    host_q: Sequence[float] | None = None,
-    host_phi: Sequence[float] | None = None,
+    host_q: Sequence[float] | np.ndarray | None = None,
+    host_phi: Sequence[float] | np.ndarray | None = None,
 ) -> ArcParams:
     """Draw one parameter set per injection.
 

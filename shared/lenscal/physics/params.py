@@ -102,7 +102,9 @@ class ArcParams:
         clumps = None
         if any(row.get("clumps") for row in rows):
             k = max(len(row.get("clumps") or []) for row in rows)
+            # Rows with fewer clumps are padded with zero-flux clumps (sigma 1", fraction 0).
             clumps = torch.zeros((len(rows), k, 4), dtype=torch.float64, device=device)
+            clumps[..., 2] = 1.0
             for i, row in enumerate(rows):
                 for j, clump in enumerate(row.get("clumps") or []):
                     clumps[i, j] = torch.tensor([float(v) for v in clump], dtype=torch.float64)

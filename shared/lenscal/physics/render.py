@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lenscal.physics.lens import ray_shoot
 from lenscal.physics.params import ArcParams, PhysicsError, flux_nmgy
-from lenscal.physics.psf import psf_kernels
+from lenscal.physics.psf import kernel_half_width, psf_kernels
 from lenscal.physics.source import gaussian_clumps_sb, sersic_b, sersic_sb
 from lenscal.survey import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 
@@ -40,6 +40,9 @@ class RenderSpec(BaseModel):
     noise_seed: int = Field(0, ge=0, description="base seed of the per-injection noise generators")
     dtype: Literal["float32", "float64"] = "float32"
     chunk_size: int = Field(32, ge=1, description="injections per device batch")
+    max_psf_fwhm: float = Field(
+        3.0, gt=0, description="largest PSF FWHM accepted, arcsec; fixes the kernel and FFT sizes"
+    )
     cpu_tile: int = Field(2, ge=1, description="injections ray-shot together on CPU (cache-sized)")
     #: FFT round-off below this fraction of a stamp's peak is set to exactly zero, so
     #: empty pixels stay empty (and get no Poisson noise).
@@ -108,7 +111,7 @@ def render_arcs_with_truth(
         unit, mu = _lensed_unit_images_tiled(params.slice(start, stop), gx, gy, spec, dtype)
         flux = flux_nmgy(params.mags()[start:stop]).to(dtype)  # (n, 3)
         images = unit.unsqueeze(1) * flux[:, :, None, None]
-        images = _convolve_psf(images, params.psf_fwhm()[start:stop], spec)
+        images = convolve_psf(images, params.psf_fwhm()[start:stop], spec)
         peak = images.amax(dim=(-2, -1), keepdim=True)
         images = torch.where(
             images > spec.zero_floor * peak, images, torch.zeros((), dtype=dtype, device=dev)
@@ -168,12 +171,19 @@ def _lensed_unit_images_tiled(
     return torch.cat([u for u, _ in parts]), torch.cat([m for _, m in parts])
 
 
-def _convolve_psf(images: torch.Tensor, fwhm_arcsec: torch.Tensor, spec: RenderSpec) -> torch.Tensor:
+def convolve_psf(images: torch.Tensor, fwhm_arcsec: torch.Tensor, spec: RenderSpec) -> torch.Tensor:
     """Per-injection, per-band FFT convolution, zero-padded ('same' output, like
     scipy.signal.fftconvolve)."""
+    if float(fwhm_arcsec.max()) > spec.max_psf_fwhm:
+        raise PhysicsError(
+            f"PSF FWHM {float(fwhm_arcsec.max()):.3f} arcsec exceeds RenderSpec.max_psf_fwhm="
+            f"{spec.max_psf_fwhm}; raise it"
+        )
     fwhm_px = fwhm_arcsec / spec.pixel_scale
-    kernels = psf_kernels(fwhm_px, None, spec.psf, spec.moffat_beta).to(images.dtype)
-    half = (kernels.shape[-1] - 1) // 2
+    # Kernel array and FFT sizes come from the spec, not the batch: an injection renders to
+    # the same bits alone or in any batch.
+    half = kernel_half_width(spec.max_psf_fwhm / spec.pixel_scale, spec.psf, spec.moffat_beta)
+    kernels = psf_kernels(fwhm_px, half, spec.psf, spec.moffat_beta).to(images.dtype)
     size, ksize = images.shape[-1], 2 * half + 1
     full = _fast_fft_size(size + ksize - 1)  # zero padding beyond the linear size changes nothing
     spectrum = torch.fft.rfft2(images, s=(full, full)) * torch.fft.rfft2(kernels, s=(full, full))

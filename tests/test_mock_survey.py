@@ -1,0 +1,99 @@
+"""The mock survey: deterministic bytes, the team's schema, DR10-like noise, honest labels."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lenscal.data.cutouts import read_cutout
+from lenscal.data.manifest import TEAM_COLUMNS, TRACTOR_COLUMNS, read_manifest
+from lenscal.data.splits import check_splits
+from lenscal.injection import host_pool
+from lenscal.mock import make_mock_survey
+
+# Outer-ring (r >= 45 px) robust sigma of the real DR10 cutouts, nmgy (DOMAIN.md).
+REAL_SIGMA = {"g": (0.0012, 0.0027), "r": (0.0023, 0.0050), "z": (0.0052, 0.0115)}
+
+
+def digests(directory: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    out = tmp_path_factory.mktemp("mock")
+    make_mock_survey(out, n=200, seed=3, positive_fraction=0.15, progress=False)
+    return out, read_manifest(out / "manifest.parquet", required=("galaxy_id", "cutout_path"))
+
+
+def test_same_seed_same_bytes_and_objects_independent_of_n(tmp_path: Path) -> None:
+    make_mock_survey(tmp_path / "a", n=30, seed=11, positive_fraction=0.3, progress=False)
+    make_mock_survey(tmp_path / "b", n=30, seed=11, positive_fraction=0.3, progress=False)
+    make_mock_survey(tmp_path / "c", n=30, seed=12, positive_fraction=0.3, progress=False)
+    make_mock_survey(tmp_path / "d", n=70, seed=11, positive_fraction=0.3, progress=False)
+    a, b, c, d = (digests(tmp_path / x) for x in "abcd")
+    assert a == b
+    assert {k for k in a if k.startswith("cutouts/")}.isdisjoint({k for k, v in c.items() if a.get(k) == v})
+    shared = [k for k in a if k.startswith("cutouts/")]
+    assert all(a[k] == d[k] for k in shared)  # object i does not depend on n
+
+
+def test_manifest_has_team_and_tractor_columns(survey: tuple[Path, pd.DataFrame]) -> None:
+    out, manifest = survey
+    assert len(manifest) == 200
+    for column in [c.name for c in TEAM_COLUMNS] + [c.name for c in TRACTOR_COLUMNS]:
+        assert column in manifest.columns, column
+    assert set(manifest["type"]) <= {"SER", "DEV", "REX", "EXP"}
+    for path in manifest.cutout_path.head(10):
+        assert read_cutout(out / path).shape == (3, 101, 101)
+    assert check_splits(manifest).ok
+    assert (out / "gallery.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_labels_pools_and_tiers_are_consistent(survey: tuple[Path, pd.DataFrame]) -> None:
+    _, m = survey
+    positives = m[m.label == 1]
+    assert (positives.pool == "pos").all() and set(positives.tier) <= {"A", "B"}
+    assert positives.tier.isin(["A"]).any() and positives.tier.isin(["B"]).any()
+    assert m[m.label == 0].tier.isna().all()
+    assert 0.08 < m.label.mean() < 0.23
+    n2 = m[m.pool == "N2"]
+    assert set(n2.confuser_category) <= {"ring", "spiral", "merger"} and len(n2) > 5
+    assert m[m.pool != "N2"].confuser_category.isna().all()
+    assert (positives.type == "DEV").all()
+    assert len(host_pool(m, "IM2")) > 0 and len(host_pool(m, "IM1")) > 20
+
+
+def test_outer_ring_noise_matches_real_dr10(survey: tuple[Path, pd.DataFrame]) -> None:
+    out, manifest = survey
+    yy, xx = np.mgrid[0:101, 0:101]
+    outer = np.hypot(yy - 50, xx - 50) >= 45
+    sigmas = []
+    for path in manifest.cutout_path:
+        cutout = read_cutout(out / path)
+        row = []
+        for band in range(3):
+            values = cutout[band][outer]
+            values = values[np.isfinite(values)]
+            row.append(1.4826 * np.median(np.abs(values - np.median(values))))
+        sigmas.append(row)
+    sig = np.array(sigmas)
+    for b, band in enumerate("grz"):
+        lo, hi = REAL_SIGMA[band]
+        assert lo <= np.median(sig[:, b]) <= hi, band
+        assert lo * 0.8 <= np.percentile(sig[:, b], 5) and np.percentile(sig[:, b], 95) <= hi * 1.25, band
+
+
+def test_nan_masks_are_present_and_counted(tmp_path: Path) -> None:
+    make_mock_survey(tmp_path, n=120, seed=5, progress=False)
+    manifest = pd.read_parquet(tmp_path / "manifest.parquet")
+    nan_cutouts = sum(bool(np.isnan(read_cutout(tmp_path / p)).any()) for p in manifest.cutout_path)
+    assert 1 <= nan_cutouts <= 12
