@@ -57,6 +57,7 @@ demo: $(PROTO_STAMP)
 bench: $(PROTO_STAMP)
 	$(BIN)/python bench/shards.py
 	$(BIN)/python bench/preprocess.py
+	$(BIN)/python bench/inject.py
 
 clean:
 	rm -rf $(VENV) $(PROTO_STAMP) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
