@@ -11,6 +11,11 @@ the ``PreprocessSpec`` travels inside every checkpoint bundle so they cannot dri
 4. clip to ``[-clip_range, +clip_range]``.
 
 Annulus (20, 32) px was used for gen1-gen4, (32.5, 45) px from gen5 on.
+
+``residual_radial_profile`` (the team's R5/R6 shortcut experiments): after NaN -> 0, each
+band's azimuthal median profile (rings of 1 px, radius rounded to the nearest pixel) is
+subtracted, removing the smooth host light while keeping azimuthally localised features
+such as arcs; the residual is then normalised and clipped exactly as ``raw_robust``.
 """
 
 from __future__ import annotations
@@ -131,7 +136,28 @@ def _raw_robust(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     return x.clamp_(-spec.clip_range, spec.clip_range)
 
 
+@functools.lru_cache(maxsize=16)
+def _ring_indices(height: int, width: int, device: str) -> tuple[torch.Tensor, ...]:
+    """Flat pixel indices of each 1-px ring (radius rounded to the nearest integer)."""
+    rows = torch.arange(height, dtype=torch.float64) - (height - 1) / 2.0
+    cols = torch.arange(width, dtype=torch.float64) - (width - 1) / 2.0
+    ring = torch.round(torch.hypot(rows[:, None], cols[None, :])).reshape(-1).long()
+    return tuple(torch.nonzero(ring == k).reshape(-1).to(device) for k in range(int(ring.max()) + 1))
+
+
+def _residual_radial_profile(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    x = torch.nan_to_num(batch, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+    n, c, h, w = x.shape
+    flat = x.reshape(n, c, h * w)
+    residual = flat.clone()
+    for idx in _ring_indices(h, w, str(x.device)):
+        ring = flat.index_select(2, idx)
+        residual[:, :, idx] = ring - _median_last(ring)[..., None]
+    return _raw_robust(residual.reshape(n, c, h, w), spec)
+
+
 #: Normalisation registry: kind name -> function(batch float32 (N,C,H,W), spec) -> tensor.
 PREPROCESSORS: dict[str, Callable[[torch.Tensor, PreprocessSpec], torch.Tensor]] = {
     "raw_robust": _raw_robust,
+    "residual_radial_profile": _residual_radial_profile,
 }

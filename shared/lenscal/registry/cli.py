@@ -43,9 +43,10 @@ def list_records(
     table = Table("ID", "kind", "status", "parents", "metrics", "notes")
     for r in records:
         flag = " [red](upstream invalid)[/red]" if r.upstream_invalid else ""
-        metrics = ", ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items()
-        )
+        shown = list(r.metrics.items())[:6]
+        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown)
+        if len(r.metrics) > len(shown):
+            metrics += f", … ({len(r.metrics)} in all; `show`)"
         table.add_row(
             r.id,
             r.kind,

@@ -78,6 +78,9 @@ def migrate(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config
 
+    import logging
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # no migration chatter in CLI output
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
@@ -309,10 +312,15 @@ class Registry:
         return self.get(run_id)
 
     def record_results(
-        self, run_id: str, results_dir: str | os.PathLike[str], metrics_file: str = "metrics.json"
+        self,
+        run_id: str,
+        results_dir: str | os.PathLike[str],
+        metrics_file: str = "metrics.json",
+        artifacts: Iterable[str | os.PathLike[str]] | None = None,
     ) -> Record:
         """Read the run's metrics from ``results_dir/metrics_file`` (numbers only, nested keys
-        joined with '.'), hash every file in the directory as an artifact, set results_path."""
+        joined with '.'), hash the run's files as artifacts (every file in the directory, or
+        ``artifacts`` when given), set results_path."""
         directory = Path(results_dir).resolve()
         metrics_path = directory / metrics_file
         if not metrics_path.is_file():
@@ -327,7 +335,10 @@ class Registry:
         if not numbers:
             raise RegistryError(f"{metrics_path}: holds no numeric metrics")
         self.get(run_id)  # fail before hashing if the record does not exist
-        files = sorted(p for p in directory.rglob("*") if p.is_file())
+        if artifacts is None:
+            files = sorted(p for p in directory.rglob("*") if p.is_file())
+        else:
+            files = sorted({Path(a).resolve() for a in artifacts} | {metrics_path})
         self.add_artifacts(run_id, files)
         self.update(run_id, results_path=str(directory))
         return self.set_metrics(

@@ -1,0 +1,1 @@
+"""Scoring a model on a manifest split and summarising it (E04-eval shape)."""

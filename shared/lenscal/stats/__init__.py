@@ -1,0 +1,1 @@
+"""Binary-classifier metrics and binomial intervals."""

@@ -1,0 +1,66 @@
+"""Binomial intervals for k successes in n trials, each labelled by its real name.
+
+- Jeffreys: equal-tailed Bayesian interval of Beta(k + 1/2, n - k + 1/2) (the team's
+  "Bayesian" interval; a team summary once mislabelled it Wilson).
+- Wilson: score interval.
+- Clopper-Pearson: exact (conservative) interval.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import beta, norm
+
+
+@dataclass(frozen=True)
+class Interval:
+    method: str
+    level: float
+    k: int
+    n: int
+    estimate: float
+    low: float
+    high: float
+
+
+def _check(k: int, n: int, level: float) -> None:
+    if n < 0 or k < 0 or k > n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+
+
+def jeffreys(k: int, n: int, level: float = 0.68) -> Interval:
+    _check(k, n, level)
+    if n == 0:
+        return Interval("jeffreys", level, k, n, float("nan"), 0.0, 1.0)
+    a = (1 - level) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(a, k + 0.5, n - k + 0.5))
+    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 0.5, n - k + 0.5))
+    return Interval("jeffreys", level, k, n, k / n, low, high)
+
+
+def wilson(k: int, n: int, level: float = 0.68) -> Interval:
+    _check(k, n, level)
+    if n == 0:
+        return Interval("wilson", level, k, n, float("nan"), 0.0, 1.0)
+    z = float(norm.ppf(1 - (1 - level) / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return Interval("wilson", level, k, n, p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.68) -> Interval:
+    _check(k, n, level)
+    if n == 0:
+        return Interval("clopper_pearson", level, k, n, float("nan"), 0.0, 1.0)
+    a = (1 - level) / 2
+    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return Interval("clopper_pearson", level, k, n, k / n, low, high)
+
+
+INTERVALS = {"jeffreys": jeffreys, "wilson": wilson, "clopper_pearson": clopper_pearson}

@@ -1,0 +1,230 @@
+"""Training data from packed shards: batches read whole from memory maps in DataLoader
+workers (pinned, prefetched), labels / weights / tiers from the manifest, the split from its
+``split`` column. A manifest without shards is packed first (float16, resumable), next to
+the manifest, so the team's NPZ-per-cutout layout is read once, not every epoch.
+
+Modes:
+- ``file_manifest`` / ``unpaired_manifest``: one row per cutout with a 0/1 label.
+- ``paired``: each row holds an injected cutout (``cutout_path``, a positive) and its own
+  host (``host_cutout_path``, the negative); both enter the same batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from lenscal.data.ingest import ingest
+from lenscal.data.manifest import read_manifest
+from lenscal.data.shards import ShardReader
+from lenscal.training.config import ConfigError, TrainingConfig
+
+TIERS = ("A", "B")  # tier index 0, 1; -1 for negatives / unknown
+
+
+@dataclass
+class SplitData:
+    rows: np.ndarray  # shard rows
+    labels: np.ndarray  # float32 0/1
+    weights: np.ndarray  # float32 loss weights
+    tiers: np.ndarray  # int8: 0 = A, 1 = B, -1 = none
+    pairs: np.ndarray | None = None  # paired mode: (n_pairs, 2) shard rows (positive, host)
+
+
+@dataclass
+class TrainingData:
+    reader: ShardReader
+    manifest: pd.DataFrame
+    train: SplitData
+    val: SplitData
+    manifest_sha256: str
+
+
+def load_training_data(config: TrainingConfig, *, progress: bool | None = None) -> TrainingData:
+    ds = config.dataset
+    shards_dir = Path(ds.shards_dir) if ds.shards_dir else None
+    manifest_path = (
+        Path(ds.manifest_path or ds.parquet_path) if (ds.manifest_path or ds.parquet_path) else None
+    )
+    if shards_dir is None and manifest_path is None:
+        raise ConfigError("dataset: give shards_dir (from `lenscal ingest`) or manifest_path")
+    if shards_dir is None:
+        assert manifest_path is not None
+        if not manifest_path.is_file():
+            raise ConfigError(
+                f"dataset.manifest_path: {manifest_path} does not exist (use --data-root to remap)"
+            )
+        manifest = read_manifest(manifest_path, required=("galaxy_id", ds.cutout_path_col, ds.label_col))
+        if ds.mode == "paired":
+            manifest_path = _paired_manifest(manifest, manifest_path, config)
+        shards_dir = manifest_path.with_name(manifest_path.stem + ".shards")
+        ingest(manifest_path, shards_dir, dtype="float16", progress=progress)
+    reader = ShardReader(shards_dir)
+    table = reader.manifest()
+    for column in (ds.label_col, "split"):
+        if column not in table.columns:
+            raise ConfigError(
+                f"the manifest of {shards_dir} lacks column {column!r} (dataset.label_col / split)"
+            )
+    weights = _loss_weights(table, config)
+    tiers = (
+        table[ds.tier_col].map({t: i for i, t in enumerate(TIERS)}).fillna(-1).to_numpy(np.int8)
+        if (ds.tier_col in table.columns)
+        else np.full(len(table), -1, np.int8)
+    )
+    labels = table[ds.label_col].to_numpy(np.float32)
+
+    def split(name: str) -> SplitData:
+        rows = np.flatnonzero(table["split"].to_numpy() == name)
+        pairs = None
+        if ds.mode == "paired":
+            pair_ids = table["pair_id"].to_numpy()[rows]
+            order = np.lexsort((labels[rows] == 0, pair_ids))  # positive first within each pair
+            pairs = rows[order].reshape(-1, 2)
+        return SplitData(
+            rows=rows, labels=labels[rows], weights=weights[rows], tiers=tiers[rows], pairs=pairs
+        )
+
+    train, val = split("train"), split("val")
+    if len(train.rows) == 0 or len(val.rows) == 0:
+        raise ConfigError(
+            f"{shards_dir}: need rows with split 'train' and 'val' (got {len(train.rows)}, {len(val.rows)})"
+        )
+    digest = hashlib.sha256(pd.util.hash_pandas_object(table, index=False).to_numpy().tobytes()).hexdigest()
+    return TrainingData(reader=reader, manifest=table, train=train, val=val, manifest_sha256=digest)
+
+
+def _loss_weights(table: pd.DataFrame, config: TrainingConfig) -> np.ndarray:
+    ds, tr = config.dataset, config.train
+    weights = np.ones(len(table), dtype=np.float32)
+    if not tr.unweighted_loss:
+        if ds.sample_weight_col not in table.columns:
+            raise ConfigError(
+                f"train.unweighted_loss is false but the manifest has no {ds.sample_weight_col!r} column"
+            )
+        column = table[ds.sample_weight_col].to_numpy(np.float32)
+        if np.allclose(column, column[0]) and not tr.force_weighted_loss:
+            raise ConfigError(
+                f"train.unweighted_loss is false but every {ds.sample_weight_col!r} is {column[0]:g}: the "
+                "weighted loss would equal the unweighted one (the team's gen5c mistake); fix the manifest "
+                "or set train.force_weighted_loss: true"
+            )
+        weights *= column
+    if tr.tier_loss_weights:
+        if ds.tier_col not in table.columns:
+            raise ConfigError(f"train.tier_loss_weights needs the manifest column {ds.tier_col!r}")
+        unknown = set(tr.tier_loss_weights) - set(TIERS)
+        if unknown:
+            raise ConfigError(
+                f"train.tier_loss_weights: unknown tier(s) {sorted(unknown)}; tiers are {TIERS}"
+            )
+        tier_factor = table[ds.tier_col].map(tr.tier_loss_weights).fillna(1.0).to_numpy(np.float32)
+        weights *= tier_factor
+    return weights
+
+
+def _paired_manifest(manifest: pd.DataFrame, path: Path, config: TrainingConfig) -> Path:
+    """Two rows per pair: the injected cutout (label 1) and its host (label 0), same split."""
+    ds = config.dataset
+    if ds.host_path_col not in manifest.columns:
+        raise ConfigError(f"dataset.mode paired needs a {ds.host_path_col!r} column (each cutout's own host)")
+    positives = manifest.copy()
+    positives["pair_id"] = np.arange(len(manifest))
+    positives[ds.label_col] = 1
+    hosts = positives.copy()
+    hosts[ds.cutout_path_col] = manifest[ds.host_path_col].to_numpy()
+    hosts[ds.label_col] = 0
+    hosts["galaxy_id"] = manifest["galaxy_id"].astype(str).to_numpy() + ":host"
+    if ds.tier_col in hosts.columns:
+        hosts[ds.tier_col] = None
+    out = path.with_name(path.stem + ".pairs.parquet")
+    pd.concat([positives, hosts], ignore_index=True).to_parquet(out, index=False)
+    return out
+
+
+class ShardBatches(Dataset[dict[str, torch.Tensor]]):
+    """``dataset[list_of_rows]`` -> one batch, read with a single ShardReader.read()."""
+
+    def __init__(self, reader: ShardReader, split: SplitData) -> None:
+        self.reader = reader
+        self.split = split
+        self.position = {int(r): i for i, r in enumerate(split.rows)}
+
+    def __len__(self) -> int:
+        return len(self.split.rows)
+
+    def __getitem__(self, rows: Any) -> dict[str, torch.Tensor]:
+        rows = np.asarray(rows, dtype=np.int64)
+        where = np.array([self.position[int(r)] for r in rows])
+        images = self.reader.read(rows, dtype=None)  # storage dtype; converted on the device
+        return {
+            "images": torch.from_numpy(images),
+            "labels": torch.from_numpy(self.split.labels[where]),
+            "weights": torch.from_numpy(self.split.weights[where]),
+            "tiers": torch.from_numpy(self.split.tiers[where]),
+        }
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Batches of shard rows, shuffled by a generator seeded with (seed, epoch): the same
+    order whether a run was interrupted or not."""
+
+    def __init__(
+        self, split: SplitData, batch_size: int, seed: int, shuffle: bool, max_batches: int | None = None
+    ):
+        self.split, self.batch_size, self.seed, self.shuffle = split, batch_size, seed, shuffle
+        self.max_batches = max_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> np.ndarray:
+        units = self.split.pairs if self.split.pairs is not None else self.split.rows.reshape(-1, 1)
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            units = units[rng.permutation(len(units))]
+        return units.reshape(-1)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self._order()
+        step = self.batch_size if self.split.pairs is None else max(2, self.batch_size - self.batch_size % 2)
+        batches = [order[i : i + step].tolist() for i in range(0, len(order), step)]
+        yield from batches[: self.max_batches] if self.max_batches else batches
+
+    def __len__(self) -> int:
+        step = self.batch_size if self.split.pairs is None else max(2, self.batch_size - self.batch_size % 2)
+        n = -(-len(self.split.rows) // step)
+        return min(n, self.max_batches) if self.max_batches else n
+
+
+def make_loader(
+    reader: ShardReader,
+    split: SplitData,
+    batch_size: int,
+    *,
+    seed: int,
+    shuffle: bool,
+    workers: int,
+    pin: bool,
+    max_batches: int | None = None,
+) -> tuple[DataLoader[dict[str, torch.Tensor]], EpochBatchSampler]:
+    sampler = EpochBatchSampler(split, batch_size, seed, shuffle, max_batches)
+    loader = DataLoader(
+        ShardBatches(reader, split),
+        sampler=sampler,
+        batch_size=None,  # the sampler yields whole batches
+        num_workers=workers,
+        pin_memory=pin,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=bool(workers),
+    )
+    return loader, sampler
