@@ -93,6 +93,16 @@ def save_bundle(
     return final
 
 
+def recover_bundle(directory: str | Path) -> None:
+    """Finish a save that a kill interrupted between its two renames (``X.old`` kept, ``X``
+    gone): the previous complete bundle is put back. A ``.partial`` directory is discarded."""
+    final = Path(directory)
+    old = final.with_name(final.name + ".old")
+    if not final.exists() and old.exists():
+        old.rename(final)
+    shutil.rmtree(final.with_name(final.name + ".partial"), ignore_errors=True)
+
+
 def read_meta(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / META
     if not path.is_file():

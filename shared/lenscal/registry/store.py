@@ -75,10 +75,10 @@ def make_engine(url: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Upgrade the schema to the newest revision (never drops records)."""
+    import logging
+
     from alembic import command
     from alembic.config import Config
-
-    import logging
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # no migration chatter in CLI output
     with engine.begin() as connection:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from lenscal.errors import LenscalError
 from lenscal.evaluation.summary import classifier_summary
 from lenscal.inference import autocast_for, predict, sigmoid_np
-from lenscal.models.bundle import export_onnx, load_bundle, read_meta, save_bundle
+from lenscal.models.bundle import export_onnx, load_bundle, read_meta, recover_bundle, save_bundle
 from lenscal.models.registry import LensFinder, create_model
 from lenscal.preprocess import preprocess
 from lenscal.progress import progress_bar
@@ -98,6 +98,7 @@ def train(
     data = load_training_data(config, progress=progress)
     spec = config.dataset.preprocess_spec()
     arch_kwargs = _arch_kwargs(config)
+    torch.manual_seed(seed)  # the initial weights are part of the run's reproducibility
     model = create_model(t.arch, **arch_kwargs, pretrained=t.pretrained and not _resumable(out, config))
     parent = _initialise(model, config, registry)
     model.to(device)
@@ -183,6 +184,8 @@ def _resume(
     device: torch.device,
 ) -> dict[str, Any]:
     fresh = {"epoch": 0, "best_auc": -1.0, "best_epoch": -1, "stale_epochs": 0}
+    recover_bundle(out / "last")
+    recover_bundle(out / "best")
     path = out / "last" / STATE
     if not path.is_file():
         return fresh

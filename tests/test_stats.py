@@ -1,0 +1,92 @@
+"""Metrics against scikit-learn and closed forms; intervals against scipy and by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import beta, norm
+from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
+
+from lenscal.evaluation.summary import classifier_summary
+from lenscal.stats.intervals import clopper_pearson, jeffreys, wilson
+from lenscal.stats.metrics import (
+    expected_calibration_error,
+    partial_auc,
+    roc_auc,
+    threshold_at_fpr,
+)
+
+
+@pytest.fixture()
+def scored() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    labels = rng.random(3000) < 0.1
+    scores = np.round(rng.normal(labels * 1.5, 1.0), 2)  # rounding makes ties
+    return scores, labels
+
+
+def test_auc_matches_sklearn_with_ties(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    s, y = scored
+    assert roc_auc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_partial_auc_matches_trapezoid_on_sklearn_curve(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    s, y = scored
+    fpr, tpr, _ = sk_roc_curve(y, s, drop_intermediate=False)
+    keep = fpr <= 0.01
+    x, v = np.r_[fpr[keep], 0.01], np.r_[tpr[keep], np.interp(0.01, fpr, tpr)]
+    assert partial_auc(s, y, 0.01) == pytest.approx(np.trapezoid(v, x) / 0.01, abs=1e-12)
+
+
+def test_threshold_at_fpr_counts_negatives() -> None:
+    negatives = np.arange(1000) / 1000.0  # 0.000 .. 0.999
+    scores = np.r_[negatives, [0.9995, 0.5]]
+    labels = np.r_[np.zeros(1000, bool), [True, True]]
+    found = threshold_at_fpr(scores, labels, 1e-3)
+    assert found.achieved_fpr == pytest.approx(1e-3) and found.n_negatives == 1000 and found.resolvable
+    assert 0.998 < found.threshold <= 0.999
+    tiny = threshold_at_fpr(scores, labels, 1e-4)
+    assert tiny.achieved_fpr == 0.0 and not tiny.resolvable  # 1e-4 needs >= 10,000 negatives
+
+
+def test_ece_by_hand() -> None:
+    p = np.array([0.05, 0.05, 0.95, 0.95])
+    y = np.array([0, 1, 1, 1])
+    # Bin [0, .1): mean p .05, fraction .5 -> |.45| * 2/4; bin [.9, 1]: |.95 - 1| * 2/4.
+    assert expected_calibration_error(p, y) == pytest.approx(0.45 * 0.5 + 0.05 * 0.5)
+
+
+def test_intervals_against_scipy_and_closed_forms() -> None:
+    k, n = 3755, 110000  # D04's marginal completeness at p >= 0.3
+    j = jeffreys(k, n, 0.95)
+    assert (j.low, j.high) == pytest.approx(
+        (beta.ppf(0.025, k + 0.5, n - k + 0.5), beta.ppf(0.975, k + 0.5, n - k + 0.5))
+    )
+    assert j.estimate == pytest.approx(0.0341, abs=1e-4) and j.method == "jeffreys"
+    # Clopper-Pearson with k = 0 has the closed form 1 - (alpha/2)^(1/n).
+    assert clopper_pearson(0, 20, 0.95).high == pytest.approx(1 - 0.025 ** (1 / 20))
+    z = norm.ppf(0.975)
+    p, m = 7 / 50, 50
+    centre = (p + z * z / (2 * m)) / (1 + z * z / m)
+    half = z / (1 + z * z / m) * np.sqrt(p * (1 - p) / m + z * z / (4 * m * m))
+    w = wilson(7, 50, 0.95)
+    assert (w.low, w.high) == pytest.approx((centre - half, centre + half))
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        jeffreys(5, 3)
+
+
+def test_summary_reports_tiers_and_threshold_provenance(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    s, y = scored
+    probabilities = 1 / (1 + np.exp(-s))
+    tiers = np.where(y, np.arange(y.size) % 2, -1)
+    summary = classifier_summary(probabilities, y, tiers, bootstrap=50)
+    assert summary["auc"] == pytest.approx(roc_auc_score(y, probabilities))
+    fpr = summary["thresholds"]["fpr=0.001"]
+    assert fpr["n_negatives"] == int((~y).sum()) and fpr["resolvable"]
+    a = summary["thresholds"]["p>=0.5"]["tiers"]["A"]
+    assert (
+        a["n"] == int((y & (tiers == 0)).sum()) and a["jeffreys_68"][0] <= a["recall"] <= a["jeffreys_68"][1]
+    )
+    low, high = summary["bootstrap"]["auc_95"]
+    assert low <= summary["auc"] <= high
