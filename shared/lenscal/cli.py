@@ -298,7 +298,7 @@ def export_onnx_command(bundle: Annotated[Path, typer.Argument(help="Checkpoint 
     """Write BUNDLE/model.onnx (dynamic batch; logits and embeddings) after a parity check with torch."""
     from lenscal.models.bundle import export_onnx
 
-    typer.echo(f"wrote {export_onnx(bundle)} (ONNX Runtime agrees with torch within 1e-4)")
+    typer.echo(f"wrote {export_onnx(bundle)} (ONNX Runtime logits within 1e-4 x max(1, |logit|) of torch)")
 
 
 @app.command("evaluate")

@@ -137,7 +137,8 @@ def export_onnx(
     directory: str | Path, *, opset: int = 17, parity_batch: int = 4, tolerance: float = 1e-4
 ) -> Path:
     """Write model.onnx (dynamic batch; outputs logits and embeddings) and check it against
-    torch on random preprocessed-like inputs. Returns the path."""
+    torch on random preprocessed-like inputs: |logit difference| <= tolerance x max(1, |logit|)
+    (float32 summation order alone moves a logit of 60 by ~1e-2 between thread counts)."""
     bundle = load_bundle(directory)
     model = bundle.model.float().eval()
     out = bundle.path / ONNX
@@ -169,9 +170,11 @@ def export_onnx(
     with torch.no_grad():
         expected = model(probe).numpy()
     got = session.run(["logits"], {"cutouts": probe.numpy()})[0]
-    worst = float(np.abs(got - expected).max())
+    worst = float((np.abs(got - expected) / np.maximum(1.0, np.abs(expected))).max())
     if worst > tolerance:
         tmp.unlink(missing_ok=True)
-        raise BundleError(f"ONNX parity check failed: max |logit difference| {worst:.3g} > {tolerance}")
+        raise BundleError(
+            f"ONNX parity failed: |logit difference| / max(1, |logit|) = {worst:.3g} > {tolerance}"
+        )
     tmp.rename(out)
     return out
