@@ -52,8 +52,10 @@ class DatasetConfig(_Section):
     def _checks(self) -> DatasetConfig:
         if self.preprocessing not in PREPROCESSORS:
             raise ValueError(f"preprocessing {self.preprocessing!r} is not one of {sorted(PREPROCESSORS)}")
-        if self.crop and not 0 < self.crop_size <= 101:
-            raise ValueError("crop: true needs 0 < crop_size <= 101")
+        if self.crop:
+            # Every team config trains on full 101x101 cutouts; a crop would be a second
+            # preprocessing step outside the PreprocessSpec that travels with the checkpoint.
+            raise ValueError("crop: true is not supported (lenscal trains on full 101x101 cutouts)")
         return self
 
     def preprocess_spec(self) -> PreprocessSpec:
