@@ -42,9 +42,27 @@ class InjectorServicer(injector_pb2_grpc.InjectorServicer):
     def warm_up(self) -> None:
         from lenscal.physics import ArcParams
 
-        one = dict(theta_e=1.0, q_lens=0.8, phi_lens=0.0, lens_x=0.0, lens_y=0.0, gamma1=0.0, gamma2=0.0,
-                   src_x=0.1, src_y=0.0, r_e=0.2, n_sersic=1.0, q_src=0.8, phi_src=0.0, mag_g=23.0,
-                   mag_r=22.0, mag_z=21.5, psf_fwhm_g=1.2, psf_fwhm_r=1.1, psf_fwhm_z=1.0)  # fmt: skip
+        one = dict(
+            theta_e=1.0,
+            q_lens=0.8,
+            phi_lens=0.0,
+            lens_x=0.0,
+            lens_y=0.0,
+            gamma1=0.0,
+            gamma2=0.0,
+            src_x=0.1,
+            src_y=0.0,
+            r_e=0.2,
+            n_sersic=1.0,
+            q_src=0.8,
+            phi_src=0.0,
+            mag_g=23.0,
+            mag_r=22.0,
+            mag_z=21.5,
+            psf_fwhm_g=1.2,
+            psf_fwhm_r=1.1,
+            psf_fwhm_z=1.0,
+        )
         render_arcs(ArcParams.from_records([one]), device=self.device)
 
     @rpc_errors
@@ -94,8 +112,13 @@ class InjectorServicer(injector_pb2_grpc.InjectorServicer):
         )
         keys = [noise_key(spec.noise_seed, cell, int(i)) for i in indices]
         with self._device_lock:
-            result = inject(torch.from_numpy(np.array(hosts, dtype=np.float32)), params, spec,
-                            noise_keys=keys, device=self.device)  # fmt: skip
+            result = inject(
+                torch.from_numpy(np.array(hosts, dtype=np.float32)),
+                params,
+                spec,
+                noise_keys=keys,
+                device=self.device,
+            )
         truth = result.truth
         truth.insert(0, "host_id", ids or [str(i) for i in range(len(hosts))])
         buffer = io.BytesIO()

@@ -1,3 +1,2 @@
-"""lenscal scorer service: the process entry point and its gRPC/CLI adapter over the lenscal library.
-
-The servicer lands with its issue; the library code it adapts lives in shared/lenscal/."""
+"""lenscal scorer service: gRPC ``lenscal.scorer.v1.Scorer`` over lenscal.scoring
+(`lenscal serve scorer`)."""

@@ -45,9 +45,13 @@ def render(
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise LenscalError(f"{params}: expected a JSON list of objects, one per arc")
     spec = RenderSpec(
-        size=size, oversample=oversample, psf=psf.value, moffat_beta=moffat_beta,
-        poisson_gain=poisson_gain, noise_seed=seed,
-    )  # fmt: skip
+        size=size,
+        oversample=oversample,
+        psf=psf.value,
+        moffat_beta=moffat_beta,
+        poisson_gain=poisson_gain,
+        noise_seed=seed,
+    )
     arcs = render_arcs(ArcParams.from_records(records, device=device), spec, device=device)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.save(fh, arcs.cpu().numpy())

@@ -203,16 +203,28 @@ def sample_params(
             phi_lens = float(host_phi[k])
         rows.append(
             {
-                "theta_e": theta[k], "q_lens": q_lens, "phi_lens": phi_lens,
-                "lens_x": lens_x, "lens_y": lens_y,
-                "gamma1": gamma * np.cos(2 * gamma_angle), "gamma2": gamma * np.sin(2 * gamma_angle),
-                "src_x": lens_x + beta * np.cos(beta_angle), "src_y": lens_y + beta * np.sin(beta_angle),
-                "r_e": r_e, "n_sersic": n_sersic, "q_src": q_src, "phi_src": phi_src,
-                "mag_g": mag_r + g_r, "mag_r": mag_r, "mag_z": mag_r - r_z,
-                "psf_fwhm_g": fwhm[k, 0], "psf_fwhm_r": fwhm[k, 1], "psf_fwhm_z": fwhm[k, 2],
+                "theta_e": theta[k],
+                "q_lens": q_lens,
+                "phi_lens": phi_lens,
+                "lens_x": lens_x,
+                "lens_y": lens_y,
+                "gamma1": gamma * np.cos(2 * gamma_angle),
+                "gamma2": gamma * np.sin(2 * gamma_angle),
+                "src_x": lens_x + beta * np.cos(beta_angle),
+                "src_y": lens_y + beta * np.sin(beta_angle),
+                "r_e": r_e,
+                "n_sersic": n_sersic,
+                "q_src": q_src,
+                "phi_src": phi_src,
+                "mag_g": mag_r + g_r,
+                "mag_r": mag_r,
+                "mag_z": mag_r - r_z,
+                "psf_fwhm_g": fwhm[k, 0],
+                "psf_fwhm_r": fwhm[k, 1],
+                "psf_fwhm_z": fwhm[k, 2],
                 "clumps": clumps,
             }
-        )  # fmt: skip
+        )
     return ArcParams.from_records(rows)
 
 

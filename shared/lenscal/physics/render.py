@@ -138,15 +138,30 @@ def _lensed_unit_images(
         return t.to(dtype).reshape(-1, 1, 1)
 
     bx, by = ray_shoot(
-        gx, gy, col(p.theta_e), col(p.q_lens), col(p.phi_lens), col(p.lens_x), col(p.lens_y),
-        col(p.gamma1), col(p.gamma2),
-    )  # fmt: skip
+        gx,
+        gy,
+        col(p.theta_e),
+        col(p.q_lens),
+        col(p.phi_lens),
+        col(p.lens_x),
+        col(p.lens_y),
+        col(p.gamma1),
+        col(p.gamma2),
+    )
     clump_fraction = p.clumps[..., 3].sum(-1) if p.clumps is not None else torch.zeros_like(p.theta_e)
     b = sersic_b(p.n_sersic)
     sb = sersic_sb(
-        bx, by, col(1.0 - clump_fraction), col(p.r_e), col(p.n_sersic), col(p.q_src), col(p.phi_src),
-        col(p.src_x), col(p.src_y), b=col(b),
-    )  # fmt: skip
+        bx,
+        by,
+        col(1.0 - clump_fraction),
+        col(p.r_e),
+        col(p.n_sersic),
+        col(p.q_src),
+        col(p.phi_src),
+        col(p.src_x),
+        col(p.src_y),
+        b=col(b),
+    )
     if p.clumps is not None:
         sb = sb + gaussian_clumps_sb(
             bx,

@@ -32,6 +32,8 @@ def build_server(
     max_workers: int = 8,
     max_concurrent_rpcs: int | None = None,
     reuse_port: bool = False,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, health.HealthServicer, int]:
     """A sync gRPC server with health (NOT_SERVING until ``mark_serving``) and reflection.
     Returns (server, health servicer, bound port)."""
@@ -40,6 +42,7 @@ def build_server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         options=options,
         maximum_concurrent_rpcs=max_concurrent_rpcs,
+        interceptors=list(interceptors),
     )
     names = list(add_servicers(server))
     health_servicer = health.HealthServicer()
@@ -47,7 +50,8 @@ def build_server(
     for name in ["", *names]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    bound = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"could not bind {host}:{port}")
     return server, health_servicer, bound

@@ -248,8 +248,15 @@ class ThreadedBatchLoader:
 
 
 def make_loader(
-    reader: ShardReader, split: SplitData, batch_size: int, *, seed: int, shuffle: bool, workers: int,
-    pin: bool, max_batches: int | None = None,
-) -> tuple[ThreadedBatchLoader, EpochBatchSampler]:  # fmt: skip
+    reader: ShardReader,
+    split: SplitData,
+    batch_size: int,
+    *,
+    seed: int,
+    shuffle: bool,
+    workers: int,
+    pin: bool,
+    max_batches: int | None = None,
+) -> tuple[ThreadedBatchLoader, EpochBatchSampler]:
     sampler = EpochBatchSampler(split, batch_size, seed, shuffle, max_batches)
     return ThreadedBatchLoader(ShardBatches(reader, split), sampler, workers=workers, pin=pin), sampler

@@ -352,9 +352,16 @@ def _validate(model: LensFinder, loader: Any, spec: Any, amp: bool) -> dict[str,
 
 def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
     keys = (
-        "epoch", "auc", "pauc", "ece", "recall_at_fpr_1e-3", "recall_tier_A_at_p0.5", "recall_tier_B_at_p0.5",
-        "train_loss", "lr",
-    )  # fmt: skip
+        "epoch",
+        "auc",
+        "pauc",
+        "ece",
+        "recall_at_fpr_1e-3",
+        "recall_tier_A_at_p0.5",
+        "recall_tier_B_at_p0.5",
+        "train_loss",
+        "lr",
+    )
     return {k: metrics.get(k) for k in keys}
 
 

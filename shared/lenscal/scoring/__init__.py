@@ -1,0 +1,1 @@
+"""Scoring: inference engines over checkpoint bundles and the cross-request micro-batcher."""
