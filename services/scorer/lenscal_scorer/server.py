@@ -163,5 +163,4 @@ def _serve_one(options: ScorerOptions, index: int) -> None:
         f"engine={options.engine} device={options.device}",
         flush=True,
     )
-    run_until_signalled(server, health_servicer, [SERVICE_NAME])
-    servicer.batcher.close()
+    run_until_signalled(server, health_servicer, [SERVICE_NAME], drain=servicer.drain)

@@ -20,7 +20,14 @@ from lenscal.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from lenscal.scoring.batcher import MicroBatcher, deadline_from
 from lenscal.scoring.engines import Engine
 from lenscal.serving.arrays import decode_batch
-from lenscal.serving.errors import NotFoundError, RequestError, rpc_errors, rpc_stream_errors, status_for
+from lenscal.serving.errors import (
+    NotFoundError,
+    NotReadyError,
+    RequestError,
+    rpc_errors,
+    rpc_stream_errors,
+    status_for,
+)
 
 SERVICE_NAME = "lenscal.scorer.v1.Scorer"
 MAX_PER_MESSAGE = 4096
@@ -47,6 +54,9 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
     ) -> None:
         if not engines:
             raise ValueError("at least one model")
+        self._draining = False
+        self._in_flight = 0
+        self._idle = threading.Condition()
         self.engines = engines
         self.default = next(iter(engines))
         self.batcher = MicroBatcher(
@@ -144,18 +154,41 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
             is_default=name == self.default,
         )
 
+    def drain(self, timeout_s: float) -> None:
+        """Refuse new messages with UNAVAILABLE; wait (at most timeout_s) for accepted ones."""
+        with self._idle:
+            self._draining = True
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
+        self.batcher.close(timeout_s)
+
+    def _done(self, _future: Any) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
     def _submit(self, request: scorer_pb2.ScoreRequest, context: grpc.ServicerContext) -> tuple[Any, Any]:
+        if self._draining:
+            raise NotReadyError("the scorer is draining (shutting down); retry on another replica")
         name, engine = self._engine(request.model)
         cutouts, ids = decode_batch(
             request.batch, field="batch", channels=3, size=101, max_count=MAX_PER_MESSAGE
         )
         spec_json = self._spec(request, engine)
         self._check_values(cutouts, raw=spec_json is not None)
-        future = self.batcher.submit(
-            (name, spec_json, bool(request.return_embeddings)),
-            cutouts,
-            deadline_from(context.time_remaining()),
-        )
+        with self._idle:
+            if self._draining:
+                raise NotReadyError("the scorer is draining (shutting down); retry on another replica")
+            self._in_flight += 1
+        try:
+            future = self.batcher.submit(
+                (name, spec_json, bool(request.return_embeddings)),
+                cutouts,
+                deadline_from(context.time_remaining()),
+            )
+        except BaseException:
+            self._done(None)
+            raise
+        future.add_done_callback(self._done)
 
         def finish(logits: np.ndarray, embeddings: np.ndarray | None) -> scorer_pb2.ScoreResponse:
             response = scorer_pb2.ScoreResponse(

@@ -64,10 +64,15 @@ def mark_serving(health_servicer: health.HealthServicer, names: Sequence[str], s
 
 
 def run_until_signalled(
-    server: grpc.Server, health_servicer: health.HealthServicer, names: Sequence[str], grace_s: float = 30.0
+    server: grpc.Server,
+    health_servicer: health.HealthServicer,
+    names: Sequence[str],
+    grace_s: float = 30.0,
+    drain: Callable[[float], None] | None = None,
 ) -> None:
-    """Block until SIGTERM/SIGINT, then report NOT_SERVING, stop taking new RPCs and let
-    in-flight ones finish within ``grace_s``."""
+    """Block until SIGTERM/SIGINT, then report NOT_SERVING, let ``drain`` refuse new work
+    (UNAVAILABLE, which clients retry elsewhere) and wait for accepted work, then stop the
+    server. Without the drain step gRPC would cancel calls that arrive during shutdown."""
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -78,6 +83,8 @@ def run_until_signalled(
     signal.signal(signal.SIGINT, _on_signal)
     stop.wait()
     mark_serving(health_servicer, names, serving=False)
+    if drain is not None:
+        drain(grace_s)
     server.stop(grace_s).wait()
 
 

@@ -1,0 +1,352 @@
+"""The scorer as real server processes on 127.0.0.1: equality with in-process inference
+(torch and ONNX), order under concurrency, every error status, overload, deadlines, auth,
+drain on SIGTERM, metrics, `lenscal score`."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from lenscal.clients.scorer import ScorerClient
+from lenscal.data.ingest import ingest
+from lenscal.inference import predict
+from lenscal.models import create_model
+from lenscal.models.bundle import export_onnx, load_bundle, save_bundle
+from lenscal.preprocess import PreprocessSpec
+from lenscal.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from lenscal.serving.arrays import encode_batch
+
+from .servers import running_service
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(1)
+    path = save_bundle(
+        tmp_path_factory.mktemp("bundle") / "resnet-gen1",
+        create_model("bottlenecked_resnet", base_ch=8),
+        arch="bottlenecked_resnet",
+        arch_kwargs={"base_ch": 8},
+        spec=PreprocessSpec(),
+        run_id="resnet-gen1",
+    )
+    export_onnx(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cutouts() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 0.01, (200, 3, 101, 101)).astype(np.float32)
+    x[:, :, 45:56, 45:56] += rng.uniform(0, 2, (200, 3, 1, 1)).astype(np.float32)
+    x[3, :, :4, :] = np.nan  # masked pixels are legal
+    return x
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def torch_server(bundle: Path) -> Iterator[tuple[str, int]]:
+    metrics = free_port()
+    with running_service(
+        "scorer", "--model", str(bundle), "--metrics-port", str(metrics), "--batch-wait-timeout-s", "0.01"
+    ) as (endpoint, _):
+        yield endpoint, metrics
+
+
+def reference(bundle: Path, x: np.ndarray, **override: float) -> np.ndarray:
+    b = load_bundle(bundle)
+    spec = b.spec.with_overrides(**override) if override else b.spec
+    return predict(b.model, torch.from_numpy(x), spec)[0].numpy()
+
+
+def test_scores_equal_in_process_torch(
+    torch_server: tuple[str, int], bundle: Path, cutouts: np.ndarray
+) -> None:
+    with ScorerClient(torch_server[0], wire_dtype="float32", per_message=32) as client:
+        client.wait_ready()
+        result = client.score(cutouts, return_embeddings=True, concurrency=6)
+        clipped = client.score(cutouts[:40], override={"clip_range": 3.0})
+        streamed = client.score(cutouts, streaming=True, concurrency=3)
+        info = client.model_info()[0]
+    expected = reference(bundle, cutouts)
+    np.testing.assert_allclose(result.logits, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(result.probabilities, 1 / (1 + np.exp(-expected)), rtol=1e-5, atol=1e-6)
+    assert result.embeddings is not None and result.embeddings.shape == (200, 64)
+    np.testing.assert_allclose(
+        clipped.logits, reference(bundle, cutouts[:40], clip_range=3.0), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(streamed.logits, result.logits, rtol=1e-6, atol=1e-6)
+    assert result.model_id == "resnet-gen1" and info.architecture == "bottlenecked_resnet" and info.is_default
+    assert json.loads(info.preprocess_spec_json)["annulus_r_in"] == 20.0
+
+
+def test_float16_wire_and_onnx_engine(bundle: Path, cutouts: np.ndarray) -> None:
+    with (
+        running_service("scorer", "--model", str(bundle), "--engine", "onnx") as (endpoint, _),
+        ScorerClient(endpoint) as client,  # float16 on the wire by default
+    ):
+        client.wait_ready()
+        result = client.score(cutouts)
+    half = cutouts.astype(np.float16).astype(np.float32)
+    np.testing.assert_allclose(result.logits, reference(bundle, half), rtol=1e-4, atol=1e-4)
+
+
+def test_ids_and_order_under_concurrency(
+    torch_server: tuple[str, int], bundle: Path, cutouts: np.ndarray
+) -> None:
+    expected = reference(bundle, cutouts)
+    stub = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(torch_server[0]))
+    failures: list[str] = []
+
+    def client(k: int) -> None:
+        rng = np.random.default_rng(k)
+        for _ in range(6):
+            pick = rng.choice(200, size=int(rng.integers(1, 50)), replace=False)
+            ids = [f"c{i}" for i in pick]
+            request = scorer_pb2.ScoreRequest(
+                batch=encode_batch(scorer_pb2.CutoutBatch, cutouts[pick], ids=ids)
+            )
+            reply = stub.Score(request, timeout=60)
+            if list(reply.ids) != ids or not np.allclose(reply.logits, expected[pick], rtol=1e-5, atol=1e-5):
+                failures.append(f"client {k}")
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def _request(cutouts: np.ndarray, **fields: object) -> scorer_pb2.ScoreRequest:
+    request = scorer_pb2.ScoreRequest(batch=encode_batch(scorer_pb2.CutoutBatch, cutouts[:4]))
+    for key, value in fields.items():
+        target, _, name = key.rpartition(".")
+        setattr(request.batch if target == "batch" else request, name, value)
+    return request
+
+
+def test_every_bad_input_gets_its_status_and_the_server_stays_healthy(
+    torch_server: tuple[str, int], cutouts: np.ndarray
+) -> None:
+    channel = grpc.insecure_channel(torch_server[0])
+    stub = scorer_pb2_grpc.ScorerStub(channel)
+    preprocessed_nan = _request(cutouts, preprocessed=True)
+    bad_override = _request(cutouts)
+    bad_override.preprocess_override.annulus_r_out = 5.0
+    override_on_preprocessed = _request(cutouts[4:], preprocessed=True)
+    override_on_preprocessed.preprocess_override.clip_range = 5.0
+    infinite = cutouts[:4].copy()
+    infinite[0, 0, 0, 0] = np.inf
+    cases = [
+        (
+            _request(cutouts, **{"batch.data": b"\x00" * 10}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "batch.data: has 10 bytes",
+        ),
+        (
+            _request(cutouts, **{"batch.count": 0}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "batch.count: must be > 0",
+        ),
+        (
+            _request(cutouts, **{"batch.channels": 5}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "batch.channels: is 5, expected 3",
+        ),
+        (
+            _request(cutouts, **{"batch.height": 64}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "is 64x101, expected 101x101",
+        ),
+        (
+            _request(cutouts, **{"batch.dtype": 0}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "batch.dtype: must be FLOAT32",
+        ),
+        (
+            scorer_pb2.ScoreRequest(batch=encode_batch(scorer_pb2.CutoutBatch, infinite)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "1 infinite value(s)",
+        ),
+        (preprocessed_nan, grpc.StatusCode.INVALID_ARGUMENT, "NaN value(s) in a preprocessed batch"),
+        (bad_override, grpc.StatusCode.INVALID_ARGUMENT, "preprocess_override: "),
+        (
+            override_on_preprocessed,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "cannot apply to a batch marked preprocessed",
+        ),
+        (_request(cutouts, model="gen9"), grpc.StatusCode.NOT_FOUND, "unknown model 'gen9'"),
+    ]
+    ids_request = _request(cutouts)
+    ids_request.batch.ids.extend(["only-one"])
+    cases.append((ids_request, grpc.StatusCode.INVALID_ARGUMENT, "batch.ids: has 1 entries for 4 images"))
+    for request, code, fragment in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Score(request, timeout=30)
+        assert err.value.code() == code, (fragment, err.value.details())
+        assert fragment in (err.value.details() or ""), (fragment, err.value.details())
+    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+    assert status == health_pb2.HealthCheckResponse.SERVING
+    assert len(stub.Score(_request(cutouts), timeout=30).logits) == 4
+
+
+def test_overload_and_deadline(bundle: Path, cutouts: np.ndarray) -> None:
+    with running_service(
+        "scorer",
+        "--model",
+        str(bundle),
+        "--max-queue",
+        "100",
+        "--max-batch-size",
+        "4096",
+        "--batch-wait-timeout-s",
+        "1.5",
+    ) as (endpoint, _):
+        stub = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(endpoint))
+        ScorerClient(endpoint).wait_ready()
+        with pytest.raises(grpc.RpcError) as late:
+            stub.Score(_request(cutouts), timeout=0.2)  # the batch waits 1.5 s to fill
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        codes: list[grpc.StatusCode] = []
+
+        def send() -> None:
+            request = scorer_pb2.ScoreRequest(batch=encode_batch(scorer_pb2.CutoutBatch, cutouts[:40]))
+            try:
+                stub.Score(request, timeout=30)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+                if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    assert dict(error.trailing_metadata() or ()).get("retry-after-s")
+
+        threads = [threading.Thread(target=send) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert codes.count(grpc.StatusCode.OK) >= 2 and grpc.StatusCode.RESOURCE_EXHAUSTED in codes
+        # The client library backs off and retries until the queue has room.
+        assert len(ScorerClient(endpoint, per_message=40).score(cutouts[:120], concurrency=5).logits) == 120
+
+
+def test_bearer_token(bundle: Path, cutouts: np.ndarray, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    with running_service("scorer", "--model", str(bundle), "--token-file", str(token)) as (endpoint, _):
+        channel = grpc.insecure_channel(endpoint)
+        assert health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=60
+        ).status in (0, 1, 2)
+        ScorerClient(endpoint, token="s3cret").wait_ready()
+        stub = scorer_pb2_grpc.ScorerStub(channel)
+        for metadata in ((), (("authorization", "Bearer wrong"),)):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Score(_request(cutouts), timeout=30, metadata=metadata)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert len(ScorerClient(endpoint, token="s3cret").score(cutouts[:8]).logits) == 8
+
+
+def test_drain_on_sigterm_loses_no_accepted_request(bundle: Path, cutouts: np.ndarray) -> None:
+    expected = reference(bundle, cutouts)
+    with running_service("scorer", "--model", str(bundle), "--batch-wait-timeout-s", "0.05") as (
+        endpoint,
+        proc,
+    ):
+        ScorerClient(endpoint).wait_ready()
+        stub = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(endpoint))
+        outcomes: list[str] = []
+        started = threading.Event()
+
+        def send(k: int) -> None:
+            pick = np.arange(k * 10, k * 10 + 10) % 200
+            request = scorer_pb2.ScoreRequest(batch=encode_batch(scorer_pb2.CutoutBatch, cutouts[pick]))
+            started.set()
+            try:
+                reply = stub.Score(request, timeout=60)
+                ok = np.allclose(reply.logits, expected[pick], rtol=1e-5, atol=1e-5)
+                outcomes.append("ok" if ok else "WRONG")
+            except grpc.RpcError as error:
+                outcomes.append(error.code().name)
+
+        threads = [threading.Thread(target=send, args=(k,)) for k in range(60)]
+        signalled = False
+        for t in threads:
+            t.start()
+            time.sleep(0.005)
+            if len(outcomes) >= 5 and not signalled:
+                proc.send_signal(signal.SIGTERM)  # mid-stream: some requests in flight, more to come
+                signalled = True
+        assert signalled
+        for t in threads:
+            t.join()
+        assert proc.wait(timeout=60) == 0
+    assert "WRONG" not in outcomes and outcomes.count("ok") >= 5
+    assert set(outcomes) <= {"ok", "UNAVAILABLE"}, outcomes  # refused before acceptance, never lost after
+
+
+def test_metrics_and_score_cli(
+    torch_server: tuple[str, int], bundle: Path, cutouts: np.ndarray, tmp_path: Path
+) -> None:
+    from lenscal.data.cutouts import write_cutout_npz
+
+    rows = []
+    for i in range(20):
+        write_cutout_npz(tmp_path / f"c{i}.npz", cutouts[i])
+        rows.append({"galaxy_id": f"g{i}", "cutout_path": f"c{i}.npz"})
+    pd.DataFrame(rows).to_parquet(tmp_path / "m.parquet", index=False)
+    ingest(tmp_path / "m.parquet", tmp_path / "shards", progress=False)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lenscal.cli",
+            "score",
+            "--endpoint",
+            torch_server[0],
+            "--shards",
+            str(tmp_path / "shards"),
+            "--out",
+            str(tmp_path / "scores.parquet"),
+            "--float32",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert scores.galaxy_id.tolist() == [f"g{i}" for i in range(20)]
+    np.testing.assert_allclose(scores.logit, reference(bundle, cutouts[:20]), rtol=1e-5, atol=1e-5)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{torch_server[1]}/metrics", timeout=10).read().decode()
+    for name in (
+        "lenscal_scorer_requests_total",
+        "lenscal_scorer_cutouts_total",
+        "lenscal_scorer_batch_size_bucket",
+        "lenscal_scorer_queue_cutouts",
+        "lenscal_scorer_queue_seconds",
+        "lenscal_scorer_compute_seconds",
+    ):
+        assert name in text, name
