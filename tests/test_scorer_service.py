@@ -350,3 +350,38 @@ def test_metrics_and_score_cli(
         "lenscal_scorer_compute_seconds",
     ):
         assert name in text, name
+
+
+def test_independent_node_client_from_the_proto_alone(
+    torch_server: tuple[str, int], bundle: Path, cutouts: np.ndarray, tmp_path: Path
+) -> None:
+    import shutil
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("Node.js and npm are needed for the independent-client check")
+    node_dir = Path(__file__).parent / "node"
+    work = tmp_path / "node"
+    shutil.copytree(node_dir, work)
+    install = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--silent"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert install.returncode == 0, install.stderr
+    data = tmp_path / "cutouts.f32"
+    np.ascontiguousarray(cutouts[:12], dtype="<f4").tofile(data)
+    proto_root = Path(__file__).resolve().parent.parent / "proto"
+    run = subprocess.run(
+        ["node", "score_client.js", str(proto_root), torch_server[0], str(data), "12"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    reply = json.loads(run.stdout)
+    assert reply["architecture"] == "bottlenecked_resnet" and reply["model_id"] == "resnet-gen1"
+    assert reply["ids"] == [f"node-{i}" for i in range(12)]
+    np.testing.assert_allclose(reply["logits"], reference(bundle, cutouts[:12]), rtol=1e-5, atol=1e-5)

@@ -40,12 +40,18 @@ class PreprocessSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: str = Field("raw_robust", description="normalisation name, a key of PREPROCESSORS")
-    annulus_r_in: float = Field(ANNULUS_GEN1_4[0], ge=0.0, description="annulus inner radius, px (inclusive)")
-    annulus_r_out: float = Field(
-        ANNULUS_GEN1_4[1], gt=0.0, description="annulus outer radius, px (exclusive)"
+    annulus_r_in: float = Field(
+        ANNULUS_GEN1_4[0], ge=0.0, allow_inf_nan=False, description="annulus inner radius, px (inclusive)"
     )
-    clip_range: float = Field(10.0, gt=0.0, description="clip to +-clip_range after normalising (MAD units)")
-    mad_floor: float = Field(1e-12, gt=0.0, description="smallest MAD divided by, nmgy (blank bands)")
+    annulus_r_out: float = Field(
+        ANNULUS_GEN1_4[1], gt=0.0, allow_inf_nan=False, description="annulus outer radius, px (exclusive)"
+    )
+    clip_range: float = Field(
+        10.0, gt=0.0, allow_inf_nan=False, description="clip to +-clip_range after normalising (MAD units)"
+    )
+    mad_floor: float = Field(
+        1e-12, gt=0.0, allow_inf_nan=False, description="smallest MAD divided by, nmgy (blank bands)"
+    )
 
     @field_validator("kind")
     @classmethod
