@@ -59,6 +59,7 @@ bench: $(PROTO_STAMP)
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/inject.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/scorer.py
 
 clean:
 	rm -rf $(VENV) $(PROTO_STAMP) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
