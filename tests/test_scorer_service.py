@@ -385,3 +385,85 @@ def test_independent_node_client_from_the_proto_alone(
     assert reply["architecture"] == "bottlenecked_resnet" and reply["model_id"] == "resnet-gen1"
     assert reply["ids"] == [f"node-{i}" for i in range(12)]
     np.testing.assert_allclose(reply["logits"], reference(bundle, cutouts[:12]), rtol=1e-5, atol=1e-5)
+
+
+def test_two_workers_share_one_port(bundle: Path, cutouts: np.ndarray) -> None:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "lenscal.cli",
+        "serve",
+        "scorer",
+        "--model",
+        str(bundle),
+        "--workers",
+        "2",
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        workers: set[str] = set()
+        deadline = time.monotonic() + 120
+        while workers != {"0", "1"} and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if "listening on" in line:
+                workers.add(line.split("worker=")[1].split()[0])
+        assert workers == {"0", "1"}
+        with ScorerClient(f"127.0.0.1:{port}", channels_per_endpoint=4) as client:
+            client.wait_ready()
+            result = client.score(cutouts[:64], concurrency=4)
+        np.testing.assert_allclose(
+            result.logits,
+            reference(bundle, cutouts[:64].astype(np.float16).astype(np.float32)),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+
+def test_tls(bundle: Path, cutouts: np.ndarray, tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with running_service(
+        "scorer", "--model", str(bundle), "--tls-cert", str(cert), "--tls-key", str(key)
+    ) as (
+        endpoint,
+        _,
+    ):
+        with ScorerClient(endpoint, root_certificates=cert.read_bytes()) as client:
+            client.wait_ready()
+            assert len(client.score(cutouts[:8]).logits) == 8
+        plain = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(endpoint))
+        with pytest.raises(grpc.RpcError) as err:
+            plain.Score(_request(cutouts), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
