@@ -20,10 +20,6 @@ def params_from_proto(messages: list[injector_pb2.ArcParams], *, field: str) -> 
         raise RequestError(field, str(exc)) from None
 
 
-def params_to_proto(params: ArcParams) -> list[injector_pb2.ArcParams]:
-    return [injector_pb2.ArcParams(**record) for record in params.records()]
-
-
 def spec_from_options(options: injector_pb2.RenderOptions, size: int) -> RenderSpec:
     values: dict[str, object] = {"size": size, "noise_seed": int(options.noise_seed)}
     if options.oversample:

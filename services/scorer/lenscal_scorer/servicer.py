@@ -274,7 +274,7 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
             )
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
-        self._deny_stream = grpc.stream_stream_rpc_method_handler(lambda it, ctx: deny(None, ctx))
+        self._deny_stream = grpc.stream_stream_rpc_method_handler(lambda _requests, ctx: deny(None, ctx))
 
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         if handler_call_details.method.startswith("/grpc.health.v1.Health/"):

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from lenscal.data.cutouts import load_cutout
 from lenscal.data.manifest import read_manifest, write_manifest
@@ -247,8 +246,3 @@ def _open_or_create_index(
     existing.complete = False
     existing.write(out)
     return existing
-
-
-def manifest_for(directory: PathLike) -> pd.DataFrame:
-    """The output manifest of a completed ingest."""
-    return read_manifest(Path(directory) / "manifest.parquet")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from lenscal.data.ingest import ingest
@@ -135,7 +134,3 @@ def _plots(p: np.ndarray, y: np.ndarray, metrics: dict[str, Any], out: Path) -> 
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=90, metadata={"Software": None})
     plt.close(fig)
-
-
-def scores_frame(path: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(path) / "scores.parquet")

@@ -6,7 +6,6 @@ angles in radians counter-clockwise from +x (+x = increasing column), magnitudes
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -180,9 +179,3 @@ class ArcParams:
 def flux_nmgy(mag: torch.Tensor) -> torch.Tensor:
     """AB magnitude -> flux in nanomaggies: 10^(-0.4 (m - 22.5))."""
     return torch.pow(10.0, -0.4 * (mag - 22.5))
-
-
-def finite_or_raise(name: str, value: float) -> float:
-    if not math.isfinite(value):
-        raise PhysicsError(f"{name}={value!r} is not finite")
-    return value
