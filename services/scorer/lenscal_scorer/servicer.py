@@ -24,6 +24,7 @@ from lenscal.serving.errors import (
     NotFoundError,
     NotReadyError,
     RequestError,
+    UnauthenticatedError,
     rpc_errors,
     rpc_stream_errors,
     status_for,
@@ -269,9 +270,8 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
         self.expected = f"Bearer {token}"
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token (metadata 'authorization')"
-            )
+            error = UnauthenticatedError("missing or wrong bearer token (metadata 'authorization')")
+            context.abort(status_for(error), str(error))
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
         self._deny_stream = grpc.stream_stream_rpc_method_handler(lambda _requests, ctx: deny(None, ctx))

@@ -39,11 +39,16 @@ class NotReadyError(LenscalError):
     """The server is warming up or draining."""
 
 
+class UnauthenticatedError(LenscalError):
+    """The call carries no valid credentials."""
+
+
 #: First match wins: specific classes before their bases.
 STATUS_FOR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (LenscalError, grpc.StatusCode.INVALID_ARGUMENT),  # every other user-fixable problem
 )
