@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import numpy as np
 import pandas as pd
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lenscal.clients.health import wait_serving
 from lenscal.injector.v1 import injector_pb2, injector_pb2_grpc
 from lenscal.physics import PARAM_NAMES, ArcParams
 from lenscal.serving.arrays import decode_batch, encode_batch
@@ -30,18 +30,7 @@ class InjectorClient:
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Block until the server's health check says SERVING."""
-        health = health_pb2_grpc.HealthStub(self.channel)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2.0).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"injector at {self.endpoint} not SERVING after {timeout_s} s")
-            time.sleep(0.2)
+        wait_serving(self.channel, self.endpoint, time.monotonic() + timeout_s, "injector")
 
     def render(
         self,

@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lenscal.clients.health import wait_serving
 from lenscal.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from lenscal.serving.arrays import encode_batch
 from lenscal.serving.server import CHANNEL_OPTIONS
@@ -94,16 +94,7 @@ class ScorerClient:
             self.endpoints,
             strict=False,
         ):
-            health = health_pb2_grpc.HealthStub(channel)
-            while True:
-                try:
-                    if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
-                        break
-                except grpc.RpcError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"scorer at {endpoint} not SERVING after {timeout_s} s")
-                time.sleep(0.2)
+            wait_serving(channel, endpoint, deadline, "scorer")
 
     def model_info(self, model: str = "") -> list[scorer_pb2.ModelInfo]:
         reply = self._stub().GetModelInfo(
