@@ -24,6 +24,34 @@ COMMANDS = [
     ["shards"],
     ["shards", "info"],
     ["shards", "verify"],
+    ["mock-survey"],
+    ["train"],
+    ["export-onnx"],
+    ["evaluate"],
+    ["score"],
+    ["serve"],
+    ["serve", "scorer"],
+    ["serve", "injector"],
+    ["inject"],
+    ["inject", "render"],
+    ["inject", "sample"],
+    ["registry"],
+    *[
+        ["registry", c]
+        for c in (
+            "list",
+            "show",
+            "add",
+            "set-status",
+            "record-results",
+            "invalidate",
+            "alias",
+            "diff",
+            "verify",
+            "render",
+            "import",
+        )
+    ],
 ]
 
 

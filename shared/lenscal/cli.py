@@ -16,6 +16,9 @@ from lenscal import __version__
 from lenscal.errors import LenscalError
 from lenscal.injection.cli import app as inject_app
 from lenscal.registry.cli import app as registry_app
+from lenscal.serving.cli import app as serving_app
+from lenscal.serving.cli import serve_app
+from lenscal.training.cli import app as training_app
 
 app = typer.Typer(
     name="lenscal",
@@ -28,8 +31,11 @@ shards_app = typer.Typer(help="Inspect and verify packed shard directories.", no
 app.add_typer(shards_app, name="shards")
 app.add_typer(registry_app, name="registry")
 app.add_typer(inject_app, name="inject")
-serve_app = typer.Typer(help="Run a lenscal gRPC service in the foreground.", no_args_is_help=True)
 app.add_typer(serve_app, name="serve")
+# Commands defined beside their libraries, registered here in one place.
+for sub_app in (training_app, serving_app):
+    for command in sub_app.registered_commands:
+        app.registered_commands.append(command)
 
 
 class StorageDType(StrEnum):
@@ -244,243 +250,6 @@ def demo(
 
     summary = run_demo(out, n=n, seed=seed, progress=sys.stderr.isatty())
     typer.echo(json.dumps(summary, indent=2))
-
-
-@app.command("train")
-def train_command(
-    config: Annotated[Path, typer.Option(help="Training YAML (the team's dataset/augment/train schema).")],
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the resolved config; touch no data.")
-    ] = False,
-    data_root: Annotated[
-        Path | None, typer.Option(help="Directory replacing those of dataset paths.")
-    ] = None,
-    set_values: Annotated[
-        list[str] | None, typer.Option("--set", help="Override: section.key=value (YAML value), repeatable.")
-    ] = None,
-    run_id: Annotated[
-        str | None, typer.Option(help="Registry ID (default train.run_id or the config name).")
-    ] = None,
-    restart: Annotated[
-        bool, typer.Option(help="Discard train.out_dir and start over instead of resuming.")
-    ] = False,
-    no_registry: Annotated[bool, typer.Option("--no-registry", help="Do not record the run.")] = False,
-    registry_url: Annotated[str | None, typer.Option(help="Registry database URL.")] = None,
-) -> None:
-    """Train a finder: shards -> preprocess -> AMP training; resumes after a kill; records the run."""
-    import logging
-
-    from lenscal.training.config import load_config
-
-    resolved = load_config(config, overrides=set_values, data_root=data_root)
-    if dry_run:
-        typer.echo(json.dumps(resolved.snapshot(), indent=2))
-        typer.echo(
-            f"config sha256 {resolved.sha256()}; preprocessing {resolved.dataset.preprocess_spec().to_json()}"
-        )
-        return
-    from lenscal.registry.store import Registry
-    from lenscal.training.loop import train
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    registry = None if no_registry else Registry(registry_url)
-    result = train(
-        resolved,
-        config_path=config,
-        registry=registry,
-        run_id=run_id,
-        restart=restart,
-        progress=sys.stderr.isatty(),
-    )
-    typer.echo(
-        f"{result.run_id or 'run'}: best val AUC {result.best_val_auc:.4f} at epoch {result.best_epoch} "
-        f"({result.epochs_run} epochs on {result.device}) -> {result.out_dir / 'best'}"
-    )
-
-
-@app.command("export-onnx")
-def export_onnx_command(bundle: Annotated[Path, typer.Argument(help="Checkpoint bundle directory.")]) -> None:
-    """Write BUNDLE/model.onnx (dynamic batch; logits and embeddings) after a parity check with torch."""
-    from lenscal.models.bundle import export_onnx
-
-    typer.echo(f"wrote {export_onnx(bundle)} (ONNX Runtime logits within 1e-4 x max(1, |logit|) of torch)")
-
-
-@app.command("evaluate")
-def evaluate_command(
-    model: Annotated[Path, typer.Option(help="Checkpoint bundle directory.")],
-    manifest: Annotated[Path, typer.Option(help="Manifest with split, label (and tier) columns.")],
-    out: Annotated[Path, typer.Option(help="Results directory.")],
-    split: Annotated[str, typer.Option(help="Split to score.")] = "val",
-    shards: Annotated[
-        Path | None, typer.Option(help="Shard directory (default: packed next to the manifest).")
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for AUC/pAUC intervals.", min=0)] = 1000,
-    run_id: Annotated[str | None, typer.Option(help="Record as this evaluation ID (E<NN>-<suffix>).")] = None,
-    registry_url: Annotated[str | None, typer.Option(help="Registry database URL.")] = None,
-) -> None:
-    """AUC, pAUC, ECE, recall/FPR per tier at fixed and FPR-derived thresholds, bootstrap intervals,
-    ROC and reliability plots, metrics.json."""
-    from lenscal.evaluation.evaluate import evaluate
-
-    result = evaluate(
-        model,
-        manifest,
-        out,
-        split=split,
-        shards=shards,
-        device=device,
-        bootstrap=bootstrap,
-        progress=sys.stderr.isatty(),
-    )
-    m = result.metrics
-    typer.echo(
-        f"{split}: AUC {m['auc']:.4f}  pAUC {m['pauc']:.4f}  ECE {m['ece']:.4f}  "
-        f"recall@FPR1e-3 {m['recall_at_fpr_1e-3']}  -> {out / 'metrics.json'}"
-    )
-    if run_id:
-        from lenscal.registry.store import Registry
-
-        registry = Registry(registry_url)
-        if not registry.exists(run_id):
-            parents = [(m["model_id"], "checkpoint")] if registry.exists(m["model_id"]) else []
-            registry.add("evaluation", run_id, parents=parents)
-        registry.record_results(run_id, out)
-        registry.set_status(run_id, "Complete")
-
-
-@app.command("score")
-def score_command(
-    endpoint: Annotated[list[str], typer.Option(help="Scorer host:port; repeat for replicas (round-robin).")],
-    out: Annotated[Path, typer.Option(help="Output Parquet: galaxy_id, logit, probability.")],
-    shards: Annotated[Path | None, typer.Option(help="Shard directory from `lenscal ingest`.")] = None,
-    manifest: Annotated[
-        Path | None, typer.Option(help="Manifest (packed into shards next to it first).")
-    ] = None,
-    split: Annotated[str | None, typer.Option(help="Only rows of this split.")] = None,
-    model: Annotated[str, typer.Option(help="Model name on the server (default: its default).")] = "",
-    float32: Annotated[
-        bool, typer.Option("--float32", help="Send float32 (default float16: half the bytes).")
-    ] = False,
-    per_message: Annotated[int, typer.Option(help="Cutouts per message.", min=1)] = 64,
-    concurrency: Annotated[int, typer.Option(help="Messages in flight.", min=1)] = 8,
-    streaming: Annotated[bool, typer.Option(help="Use ScoreStream instead of unary calls.")] = False,
-    token_file: Annotated[Path | None, typer.Option(help="Bearer token file.")] = None,
-    chunk: Annotated[int, typer.Option(help="Cutouts read from shards at a time.", min=1)] = 8192,
-) -> None:
-    """Score every cutout of a shard directory (or manifest) on scorer endpoints."""
-    import numpy as np
-    import pandas as pd
-
-    from lenscal.clients.scorer import ScorerClient
-    from lenscal.data.shards import ShardReader
-    from lenscal.evaluation.evaluate import open_shards
-    from lenscal.fsutil import atomic_path
-    from lenscal.progress import progress_bar
-
-    if (shards is None) == (manifest is None):
-        raise typer.BadParameter("give --shards or --manifest")
-    reader = ShardReader(shards) if shards is not None else open_shards(manifest, None, sys.stderr.isatty())  # type: ignore[arg-type]
-    table = reader.manifest()
-    rows = np.arange(len(reader)) if split is None else np.flatnonzero(table["split"].to_numpy() == split)
-    token = token_file.read_text().strip() if token_file else None
-    logits, probabilities = [], []
-    with (
-        ScorerClient(
-            endpoint, per_message=per_message, wire_dtype="float32" if float32 else "float16", token=token
-        ) as client,
-        progress_bar(rows.size, "score", enabled=sys.stderr.isatty()) as advance,
-    ):
-        client.wait_ready()
-        for start in range(0, rows.size, chunk):
-            block = rows[start : start + chunk]
-            result = client.score(
-                reader.read(block, dtype=None),
-                model=model,
-                concurrency=concurrency,
-                streaming=streaming,
-                progress=advance,
-            )
-            logits.append(result.logits)
-            probabilities.append(result.probabilities)
-    frame = pd.DataFrame(
-        {
-            "galaxy_id": table["galaxy_id"].to_numpy()[rows],
-            "logit": np.concatenate(logits) if logits else [],
-            "probability": np.concatenate(probabilities) if probabilities else [],
-        }
-    )
-    with atomic_path(out) as tmp:
-        frame.to_parquet(tmp, index=False)
-    typer.echo(f"{len(frame)} cutouts scored on {', '.join(endpoint)} -> {out}")
-
-
-@serve_app.command("scorer")
-def serve_scorer(
-    model: Annotated[list[Path], typer.Option(help="Checkpoint bundle; repeat for several models.")],
-    port: Annotated[int, typer.Option(help="Port (0 picks a free one and prints it).")] = 50051,
-    host: Annotated[
-        str, typer.Option(help="Bind address; 0.0.0.0 exposes the service to the network.")
-    ] = "127.0.0.1",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    engine: Annotated[str, typer.Option(help="torch or onnx.")] = "torch",
-    workers: Annotated[
-        int, typer.Option(help="Server processes sharing the port (SO_REUSEPORT).", min=1)
-    ] = 1,
-    max_batch_size: Annotated[int, typer.Option(help="Cutouts per device batch.", min=1)] = 512,
-    batch_wait_timeout_s: Annotated[
-        float, typer.Option(help="Longest wait for a batch to fill, s.", min=0)
-    ] = 0.005,
-    max_queue: Annotated[int, typer.Option(help="Cutouts waiting before RESOURCE_EXHAUSTED.", min=1)] = 16384,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus port (worker i uses port + i); 0: off.")] = 0,
-    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate chain for TLS.")] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for TLS.")] = None,
-    token_file: Annotated[
-        Path | None, typer.Option(help="File with the bearer token clients must send.")
-    ] = None,
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU).")] = False,
-) -> None:
-    """Serve lenscal.scorer.v1.Scorer: cross-request micro-batching, health, reflection, metrics."""
-    from lenscal_scorer.server import ScorerOptions, serve
-
-    serve(
-        ScorerOptions(
-            models=[str(m) for m in model],
-            port=port,
-            host=host,
-            device=device,
-            engine=engine,
-            workers=workers,
-            max_batch_size=max_batch_size,
-            batch_wait_timeout_s=batch_wait_timeout_s,
-            max_queue=max_queue,
-            metrics_port=metrics_port,
-            tls_cert=str(tls_cert) if tls_cert else None,
-            tls_key=str(tls_key) if tls_key else None,
-            token_file=str(token_file) if token_file else None,
-            compile=compile_model,
-        )
-    )
-
-
-@serve_app.command("injector")
-def serve_injector(
-    port: Annotated[int, typer.Option(help="Port (0 picks a free one and prints it).")] = 50052,
-    host: Annotated[
-        str, typer.Option(help="Bind address; 0.0.0.0 exposes the service to the network.")
-    ] = "127.0.0.1",
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: off).")] = 0,
-    workers: Annotated[int, typer.Option(help="RPC handler threads.", min=1)] = 8,
-) -> None:
-    """Serve lenscal.injector.v1.Injector (Render, Inject) with health, reflection and metrics."""
-    import logging
-
-    from lenscal_injector.server import serve
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    serve(port=port, host=host, device=device, metrics_port=metrics_port, max_workers=workers)
 
 
 def main() -> None:
