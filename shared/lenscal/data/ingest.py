@@ -246,3 +246,15 @@ def _open_or_create_index(
     existing.complete = False
     existing.write(out)
     return existing
+
+
+def shards_for_manifest(manifest: PathLike, *, progress: bool | None = None) -> Path:
+    """The shard directory holding a manifest's cutouts: the directory itself for the output
+    manifest of an ingest, else ``<stem>.shards`` beside the manifest, packed (float16) on
+    first use and resumed if a previous packing was interrupted."""
+    path = Path(manifest)
+    if path.name == "manifest.parquet" and (path.parent / INDEX_NAME).is_file():
+        return path.parent
+    target = path.with_name(path.stem + ".shards")
+    ingest(path, target, dtype="float16", progress=progress)
+    return target

@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lenscal.data.ingest import ingest
-from lenscal.data.manifest import read_manifest
+from lenscal.data.ingest import shards_for_manifest
 from lenscal.data.shards import ShardReader
 from lenscal.errors import LenscalError
 from lenscal.evaluation.summary import classifier_summary
@@ -31,16 +30,8 @@ class EvaluationResult:
 
 
 def open_shards(manifest: str | Path, shards: str | Path | None, progress: bool | None) -> ShardReader:
-    """The shard directory holding a manifest's cutouts; packed next to it on first use."""
-    if shards is not None:
-        return ShardReader(shards)
-    path = Path(manifest)
-    if path.name == "manifest.parquet" and (path.parent / "shards.json").is_file():
-        return ShardReader(path.parent)  # the manifest of an ingest
-    read_manifest(path, required=("galaxy_id", "cutout_path"))
-    target = path.with_name(path.stem + ".shards")
-    ingest(path, target, dtype="float16", progress=progress)
-    return ShardReader(target)
+    """A reader over ``shards``, or over the shards of ``manifest`` (packed on first use)."""
+    return ShardReader(shards if shards is not None else shards_for_manifest(manifest, progress=progress))
 
 
 def evaluate(

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from lenscal.data.ingest import ingest
+from lenscal.data.ingest import shards_for_manifest
 from lenscal.data.manifest import read_manifest
 from lenscal.data.shards import ShardReader
 from lenscal.training.config import ConfigError, TrainingConfig
@@ -65,8 +65,7 @@ def load_training_data(config: TrainingConfig, *, progress: bool | None = None) 
         manifest = read_manifest(manifest_path, required=("galaxy_id", ds.cutout_path_col, ds.label_col))
         if ds.mode == "paired":
             manifest_path = _paired_manifest(manifest, manifest_path, config)
-        shards_dir = manifest_path.with_name(manifest_path.stem + ".shards")
-        ingest(manifest_path, shards_dir, dtype="float16", progress=progress)
+        shards_dir = shards_for_manifest(manifest_path, progress=progress)
     reader = ShardReader(shards_dir)
     table = reader.manifest()
     for column in (ds.label_col, "split"):
@@ -156,14 +155,15 @@ class ShardBatches(Dataset[dict[str, torch.Tensor]]):
     def __init__(self, reader: ShardReader, split: SplitData) -> None:
         self.reader = reader
         self.split = split
-        self.position = {int(r): i for i, r in enumerate(split.rows)}
+        self.sorted_rows = np.sort(split.rows)
+        self.order = np.argsort(split.rows, kind="stable")
 
     def __len__(self) -> int:
         return len(self.split.rows)
 
     def __getitem__(self, rows: Any) -> dict[str, torch.Tensor]:
         rows = np.asarray(rows, dtype=np.int64)
-        where = np.array([self.position[int(r)] for r in rows])
+        where = self.order[np.searchsorted(self.sorted_rows, rows)]
         images = self.reader.read(rows, dtype=None)  # storage dtype; converted on the device
         return {
             "images": torch.from_numpy(images),
