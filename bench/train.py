@@ -34,7 +34,8 @@ from lenscal.data.ingest import ingest
 from lenscal.data.shards import ShardReader
 from lenscal.models import create_model
 from lenscal.preprocess import PreprocessSpec, preprocess
-from lenscal.training.augment import augment, step_generator
+from lenscal.rng import training_generator
+from lenscal.training.augment import augment
 from lenscal.training.config import AugmentConfig
 from lenscal.training.data import SplitData, make_loader
 
@@ -116,7 +117,7 @@ def main() -> None:
         seen, t0 = 0, time.perf_counter()
         for i, batch in enumerate(loader):
             images = augment(preprocess(batch["images"].float(), spec), AugmentConfig(hflip=True, vflip=True,
-                             rot90=True), step_generator(0, 0, i))  # fmt: skip
+                             rot90=True), training_generator(0, "augment", 0, i))  # fmt: skip
             step(images, batch["labels"])
             seen += images.shape[0]
         results["resnet195k_cpu_end_to_end_images_per_s"] = seen / (time.perf_counter() - t0)

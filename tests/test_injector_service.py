@@ -22,7 +22,7 @@ from lenscal.data.ingest import ingest
 from lenscal.injection import get_prior, inject, sample_params
 from lenscal.injector.v1 import injector_pb2, injector_pb2_grpc
 from lenscal.physics import RenderSpec, render_arcs
-from lenscal.physics.render import noise_key
+from lenscal.rng import noise_seed
 from lenscal.serving.arrays import encode_batch
 
 from .servers import running_service
@@ -79,7 +79,7 @@ def test_inject_bytes_with_poisson_is_reproducible(service: tuple[str, int], hos
         images, truth = client.inject(hosts, params=params, options=options, per_message=4)
         again, _ = client.inject(hosts, params=params, options=options, per_message=3)
     np.testing.assert_array_equal(images, again)  # per-injection generators, whatever the batching
-    keys = [noise_key(9, "explicit", i) for i in range(6)]
+    keys = [noise_seed(9, "explicit", i) for i in range(6)]
     local = inject(hosts, params, RenderSpec(poisson_gain=150.0, noise_seed=9), noise_keys=keys)
     np.testing.assert_array_equal(images, local.images.numpy())
     assert len(truth) == 6 and {"magnification", "lensed_mag_r", "arc_snr_r", "host_id"} <= set(truth.columns)

@@ -19,10 +19,10 @@ def test_random_streams_and_drawn_parameters_are_unchanged() -> None:
     now = compute_pins()
     for key in (
         "injection_rng",
-        "noise_key",
-        "object_rng",
+        "noise_seed",
+        "mock_rng",
         "pixel_uniform",
-        "step_generator",
+        "training_generator",
         "sample_params",
         "mock_catalog",
         "truth_columns",

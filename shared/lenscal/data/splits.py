@@ -8,7 +8,6 @@ pixel can span two splits. A pixel's split comes from SHA-256 of ``(seed, nside,
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from lenscal.errors import SplitError
+from lenscal.rng import split_uniform
 
 #: Scheme name -> ((split, fraction), ...); fractions sum to 1.
 SCHEMES: dict[str, tuple[tuple[str, float], ...]] = {
@@ -53,8 +53,7 @@ def pixel_uniform(pixels: np.ndarray, seed: int, nside: int = DEFAULT_NSIDE) -> 
     unique, inverse = np.unique(np.asarray(pixels, dtype=np.int64), return_inverse=True)
     values = np.empty(unique.size, dtype=np.float64)
     for k, pix in enumerate(unique.tolist()):
-        digest = hashlib.sha256(f"lenscal-split:{seed}:{nside}:{pix}".encode()).digest()
-        values[k] = int.from_bytes(digest[:8], "big") / 2.0**64
+        values[k] = split_uniform(seed, nside, pix)
     return values[inverse.reshape(-1)]
 
 

@@ -1,7 +1,7 @@
 """Injection priors: the team's ``injection_priors.yaml`` schema is lenscal's own.
 
 Sampling is per injection: injection ``i`` of cell ``c`` in run seed ``s`` draws from its
-own generator (``numpy.random.default_rng`` seeded by SHA-256 of ``(s, c, i)``), so any
+own generator (lenscal.rng.injection_rng, keyed by ``(s, c, i)``), so any
 single injection can be regenerated alone, and adding cells never shifts another cell's
 draws. Conventions of the drawn parameters: see lenscal.physics.params.
 
@@ -19,7 +19,6 @@ Definitions (from the team's file and DOMAIN.md):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lenscal.errors import LenscalError
 from lenscal.physics.params import ArcParams
+from lenscal.rng import injection_rng
 
 
 class PriorError(LenscalError):
@@ -132,12 +132,6 @@ class InjectionPrior(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise PriorError(f"{p}: {problems}") from None
-
-
-def injection_rng(seed: int, cell: str, index: int) -> np.random.Generator:
-    """The generator of injection ``index`` of cell ``cell`` in run ``seed``."""
-    digest = hashlib.sha256(f"lenscal-injection:{seed}:{cell}:{index}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "big"))
 
 
 def sample_params(

@@ -1,5 +1,5 @@
 """A Tractor-like catalogue for the mock survey. Every object draws from its own generator
-(SHA-256 of (seed, "mock", i)), so object i is the same whatever n is.
+(lenscal.rng.mock_rng), so object i is the same whatever n is.
 
 Ranges (DR10-like): r-band PSF FWHM 0.8-2.0" (g x1.02-1.12, z x0.86-0.98); 5-sigma
 point-source depths g 24.1-24.7, r 23.5-24.1, z 22.75-23.35 AB, which with the correlated
@@ -11,23 +11,17 @@ spirals, mergers).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lenscal.rng import mock_rng
 from lenscal.survey import psfdepth_from_m5
 
 N1_TYPES = (("SER", 0.2), ("DEV", 0.25), ("REX", 0.3), ("EXP", 0.25))
 CONFUSERS = ("ring", "spiral", "merger")
 DEPTH_M5 = {"g": (24.1, 24.7), "r": (23.5, 24.1), "z": (22.75, 23.35)}
-
-
-def object_rng(seed: int, key: int | str, stream: str = "catalog") -> np.random.Generator:
-    """The generator of object ``key`` (its index, or its galaxy_id) for one purpose."""
-    digest = hashlib.sha256(f"lenscal-mock:{seed}:{stream}:{key}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "big"))
 
 
 def draw_catalog(
@@ -38,7 +32,7 @@ def draw_catalog(
 
 
 def _draw_object(i: int, seed: int, positive_fraction: float, confuser_fraction: float) -> dict[str, Any]:
-    rng = object_rng(seed, i)
+    rng = mock_rng(seed, i)
     u = rng.uniform()
     if u < positive_fraction:
         pool, category, kind = "pos", None, "DEV"

@@ -23,7 +23,7 @@ from scipy.ndimage import gaussian_filter
 from lenscal.injection.hosts import host_shape
 from lenscal.injection.inject import arc_snr
 from lenscal.injection.priors import InjectionPrior, LensPrior, SourcePrior, sample_params
-from lenscal.mock.catalog import object_rng
+from lenscal.rng import mock_rng
 from lenscal.physics import ArcParams, RenderSpec, render_arcs
 from lenscal.physics.render import convolve_psf
 from lenscal.survey import PIXEL_SCALE_ARCSEC, pixel_noise_sigma
@@ -57,14 +57,14 @@ def render_cutouts(catalog: pd.DataFrame, seed: int) -> tuple[np.ndarray, pd.Dat
     components, owners = [], []
     # Generators are keyed by galaxy_id, so a cutout does not depend on its chunk.
     for i, row in enumerate(catalog.itertuples(index=False)):
-        for comp in _light_components(row, object_rng(seed, str(row.galaxy_id), "image"), fwhm[i]):
+        for comp in _light_components(row, mock_rng(seed, str(row.galaxy_id), "image"), fwhm[i]):
             components.append(comp)
             owners.append(i)
     rendered = render_arcs(ArcParams.from_records(components), GALAXY_SPEC)
     images.index_add_(0, torch.tensor(owners), rendered)
     for i, row in enumerate(catalog.itertuples(index=False)):
         if row.confuser_category in ("ring", "spiral"):
-            pattern = _confuser_pattern(row, object_rng(seed, str(row.galaxy_id), "confuser"), size)
+            pattern = _confuser_pattern(row, mock_rng(seed, str(row.galaxy_id), "confuser"), size)
             images[i] += convolve_psf(pattern[None], torch.tensor(fwhm[i : i + 1]), GALAXY_SPEC)[0].float()
     truth = pd.DataFrame(index=range(n))
     truth["tier"] = None
@@ -207,8 +207,8 @@ def _confuser_pattern(row: Any, rng: np.random.Generator, size: int) -> torch.Te
 def _lens_params(hosts: pd.DataFrame, seed: int, fwhm: np.ndarray) -> ArcParams:
     ids = hosts["galaxy_id"].tolist()
     q_host, phi_host = host_shape(hosts["shape_e1"].to_numpy(), hosts["shape_e2"].to_numpy())
-    theta = np.array([object_rng(seed, gid, "lens").uniform(0.8, 2.5) for gid in ids])
-    scatter = np.array([object_rng(seed, gid, "lens-q").normal(0, 0.1) for gid in ids])
+    theta = np.array([mock_rng(seed, gid, "lens").uniform(0.8, 2.5) for gid in ids])
+    scatter = np.array([mock_rng(seed, gid, "lens-q").normal(0, 0.1) for gid in ids])
     numbers = [int(gid.rsplit("_", 1)[-1]) for gid in ids]  # mock ids end in the object index
     return sample_params(
         REAL_LENS_PRIOR,
@@ -224,7 +224,7 @@ def _lens_params(hosts: pd.DataFrame, seed: int, fwhm: np.ndarray) -> ArcParams:
 
 def _add_noise(images: torch.Tensor, catalog: pd.DataFrame, seed: int) -> None:
     for i, row in enumerate(catalog.itertuples(index=False)):
-        rng = object_rng(seed, str(row.galaxy_id), "noise")
+        rng = mock_rng(seed, str(row.galaxy_id), "noise")
         for b, band in enumerate("grz"):
             sigma = pixel_noise_sigma(getattr(row, f"psfdepth_{band}"), getattr(row, f"psfsize_{band}"))
             white = rng.normal(0.0, sigma, images.shape[-2:])
@@ -236,7 +236,7 @@ def _add_noise(images: torch.Tensor, catalog: pd.DataFrame, seed: int) -> None:
 def _mask_strips(images: torch.Tensor, ids: list[str], seed: int) -> None:
     """3% of cutouts get an edge strip of NaN (survey edge / bad columns), as real ones do."""
     for i, gid in enumerate(ids):
-        rng = object_rng(seed, gid, "mask")
+        rng = mock_rng(seed, gid, "mask")
         if rng.uniform() < 0.03:
             width = int(rng.integers(3, 15))
             bands = slice(None) if rng.uniform() < 0.5 else slice(int(rng.integers(3)), None)

@@ -4,7 +4,7 @@ Conventions are those of DESIGN.md "Arc rendering" and are tested against lenstr
 """
 
 from lenscal.physics.params import PARAM_NAMES, ArcParams, PhysicsError, flux_nmgy
-from lenscal.physics.render import RenderResult, RenderSpec, noise_key, render_arcs, render_arcs_with_truth
+from lenscal.physics.render import RenderResult, RenderSpec, render_arcs, render_arcs_with_truth
 
 __all__ = [
     "PARAM_NAMES",
@@ -13,7 +13,6 @@ __all__ = [
     "RenderResult",
     "RenderSpec",
     "flux_nmgy",
-    "noise_key",
     "render_arcs",
     "render_arcs_with_truth",
 ]

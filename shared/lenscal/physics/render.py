@@ -10,7 +10,6 @@ area (nmgy), then convolved with the pixel-integrated PSF (bin, then convolve).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from lenscal.physics.lens import ray_shoot
 from lenscal.physics.params import ArcParams, PhysicsError, flux_nmgy
 from lenscal.physics.psf import kernel_half_width, psf_kernels
 from lenscal.physics.source import gaussian_clumps_sb, sersic_b, sersic_sb
+from lenscal.rng import noise_seed
 from lenscal.survey import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 
 
@@ -71,12 +71,6 @@ def pixel_grid(
     return x, y
 
 
-def noise_key(seed: int, *parts: object) -> int:
-    """A 63-bit generator seed from SHA-256 of (seed, parts): injection i of cell c in run s."""
-    text = ":".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
-
-
 def render_arcs(
     params: ArcParams,
     spec: RenderSpec | None = None,
@@ -120,7 +114,7 @@ def render_arcs_with_truth(
             keys = (
                 noise_keys[start:stop]
                 if noise_keys is not None
-                else [noise_key(spec.noise_seed, i) for i in range(start, stop)]
+                else [noise_seed(spec.noise_seed, i) for i in range(start, stop)]
             )
             images = poisson_arcs(images, spec.poisson_gain, keys)
         arcs[start:stop] = images.to(torch.float32)

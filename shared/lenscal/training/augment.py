@@ -1,5 +1,5 @@
 """Batch augmentation on the training device, after preprocessing. Every random choice comes
-from a generator seeded by (seed, epoch, step), so a resumed run repeats it exactly.
+from lenscal.rng.training_generator(seed, "augment", epoch, step), so a resumed run repeats it exactly.
 
 - hflip / vflip / rot90: per-cutout random flips and quarter turns (lensing has no preferred
   orientation);
@@ -16,12 +16,6 @@ import functools
 import torch
 
 from lenscal.training.config import AugmentConfig
-
-
-def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
-    generator = torch.Generator()
-    generator.manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
-    return generator
 
 
 def augment(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

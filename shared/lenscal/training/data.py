@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, Sampler
 from lenscal.data.ingest import shards_for_manifest
 from lenscal.data.manifest import read_manifest
 from lenscal.data.shards import ShardReader
+from lenscal.rng import numpy_rng
 from lenscal.training.config import ConfigError, TrainingConfig
 
 TIERS = ("A", "B")  # tier index 0, 1; -1 for negatives / unknown
@@ -190,7 +191,7 @@ class EpochBatchSampler(Sampler[list[int]]):
     def _order(self) -> np.ndarray:
         units = self.split.pairs if self.split.pairs is not None else self.split.rows.reshape(-1, 1)
         if self.shuffle:
-            rng = np.random.default_rng([self.seed, self.epoch])
+            rng = numpy_rng("lenscal-training", "order", self.seed, self.epoch)
             units = units[rng.permutation(len(units))]
         return units.reshape(-1)
 

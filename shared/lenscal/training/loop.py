@@ -32,7 +32,8 @@ from lenscal.models.registry import LensFinder, create_model
 from lenscal.preprocess import preprocess
 from lenscal.progress import progress_bar
 from lenscal.registry.ids import check_id
-from lenscal.training.augment import augment, step_generator
+from lenscal.rng import seed63, training_generator
+from lenscal.training.augment import augment
 from lenscal.training.config import ConfigError, TrainingConfig
 from lenscal.training.data import TrainingData, load_training_data, make_loader
 
@@ -98,7 +99,7 @@ def train(
     data = load_training_data(config, progress=progress)
     spec = config.dataset.preprocess_spec()
     arch_kwargs = _arch_kwargs(config)
-    torch.manual_seed(seed)  # the initial weights are part of the run's reproducibility
+    torch.manual_seed(seed63("lenscal-training", "init", seed))  # initial weights: part of the run
     model = create_model(t.arch, **arch_kwargs, pretrained=t.pretrained and not _resumable(out, config))
     parent = _initialise(model, config, registry)
     model.to(device)
@@ -246,7 +247,7 @@ def _run(
         "device": str(device),
     }
     for epoch in range(int(state["epoch"]), t.epochs):
-        torch.manual_seed(seed * 7919 + epoch)  # dropout: same draws whether resumed or not
+        torch.manual_seed(seed63("lenscal-training", "dropout", seed, epoch))  # same draws when resumed
         sampler.set_epoch(epoch)
         model.train()
         for p in model.backbone_parameters():
@@ -259,7 +260,7 @@ def _run(
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(config, epoch, step / steps)
                 x = preprocess(batch["images"].to(device, non_blocking=True).float(), spec)
-                x = augment(x, config.augment, step_generator(seed, epoch, step))
+                x = augment(x, config.augment, training_generator(seed, "augment", epoch, step))
                 if device.type == "cuda":
                     x = x.contiguous(memory_format=torch.channels_last)
                 labels = batch["labels"].to(device)
