@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= dev,cpu
 STAMP := $(VENV)/.lenscal-installed
 PROTOS := $(shell find proto -name '*.proto')
-PROTO_STAMP := shared/lenscal/.proto-generated
+PROTO_STAMP := shared/lenscal_pb/.generated
 PYTEST_ARGS ?=
 DEMO_OUT ?= demo-output
 
@@ -63,4 +63,4 @@ bench: $(PROTO_STAMP)
 
 clean:
 	rm -rf $(VENV) $(PROTO_STAMP) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
-	find shared -name '*_pb2*.py*' -delete
+	find shared/lenscal_pb -name '*_pb2*.py*' -delete

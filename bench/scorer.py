@@ -46,14 +46,12 @@ def cutouts(n: int) -> np.ndarray:
 def client_process(endpoint: str, seconds: float, per_message: int, inflight: int, queue: mp.Queue) -> None:  # type: ignore[type-arg]
     import grpc
 
-    from lenscal.scorer.v1 import scorer_pb2, scorer_pb2_grpc
-    from lenscal.serving.arrays import encode_batch
-    from lenscal.serving.server import CHANNEL_OPTIONS
+    from lenscal.rpc.arrays import encode_batch
+    from lenscal.rpc.server import CHANNEL_OPTIONS
+    from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
     stub = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS))
-    request = scorer_pb2.ScoreRequest(
-        batch=encode_batch(scorer_pb2.CutoutBatch, cutouts(per_message), dtype=np.float16)
-    )
+    request = scorer_pb2.ScoreRequest(batch=encode_batch(cutouts(per_message), dtype=np.float16))
     stub.Score(request, timeout=120)  # warm
     done = 0
     stop_at = time.monotonic() + seconds
@@ -142,13 +140,11 @@ def main() -> None:
 
         import grpc
 
-        from lenscal.scorer.v1 import scorer_pb2, scorer_pb2_grpc
-        from lenscal.serving.arrays import encode_batch
+        from lenscal.rpc.arrays import encode_batch
+        from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
         stub = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(endpoint))
-        request = scorer_pb2.ScoreRequest(
-            batch=encode_batch(scorer_pb2.CutoutBatch, cutouts(64), dtype=np.float16)
-        )
+        request = scorer_pb2.ScoreRequest(batch=encode_batch(cutouts(64), dtype=np.float16))
         latencies = []
         for _ in range(60):
             t = time.perf_counter()

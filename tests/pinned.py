@@ -28,9 +28,7 @@ def compute_pins() -> dict[str, Any]:
     params = sample_params(get_prior("default"), np.full(4, 1.5), np.full((4, 3), 1.2), seed=7, cell="c3")
     pins["sample_params"] = params.records()
     catalog = draw_catalog(6, seed=0, positive_fraction=0.3)
-    pins["mock_catalog"] = {
-        c: catalog[c].tolist() for c in catalog.columns if catalog[c].dtype.kind in "fi"
-    }
+    pins["mock_catalog"] = {c: catalog[c].tolist() for c in catalog.columns if catalog[c].dtype.kind in "fi"}
     hosts = torch.from_numpy(np.random.default_rng(0).normal(0, 0.01, (4, 3, 101, 101)).astype(np.float32))
     keys = [noise_seed(5, "cellX", i) for i in range(4)]
     result = inject(hosts, params, RenderSpec(poisson_gain=150.0), noise_keys=keys)

@@ -25,7 +25,9 @@ def test_flips_and_rotations_permute_pixels_and_repeat_with_the_seed() -> None:
 
 def test_core_dropout_zeroes_only_the_core() -> None:
     x = torch.ones(8, 3, 101, 101)
-    out = augment(x, AugmentConfig(core_dropout_prob=1.0, core_radius=5.0), training_generator(0, "augment", 0, 0))
+    out = augment(
+        x, AugmentConfig(core_dropout_prob=1.0, core_radius=5.0), training_generator(0, "augment", 0, 0)
+    )
     rows, cols = np.mgrid[0:101, 0:101]
     core = torch.from_numpy(np.hypot(rows - 50, cols - 50) < 5.0)
     assert (out[:, :, core] == 0).all() and (out[:, :, ~core] == 1).all()
@@ -33,7 +35,9 @@ def test_core_dropout_zeroes_only_the_core() -> None:
 
 def test_azimuthal_shuffle_keeps_each_ring_and_changes_the_image() -> None:
     x = torch.randn(4, 3, 101, 101)
-    out = augment(x, AugmentConfig(az_shuffle_prob=1.0, az_shuffle_rmax=20), training_generator(0, "augment", 0, 0))
+    out = augment(
+        x, AugmentConfig(az_shuffle_prob=1.0, az_shuffle_rmax=20), training_generator(0, "augment", 0, 0)
+    )
     rows, cols = np.mgrid[0:101, 0:101]
     ring = torch.from_numpy(np.round(np.hypot(rows - 50, cols - 50)) == 7)
     for i in range(4):

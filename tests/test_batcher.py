@@ -10,8 +10,8 @@ from collections.abc import Hashable
 import numpy as np
 import pytest
 
+from lenscal.errors import NotReadyError, OverloadedError
 from lenscal.scoring.batcher import MicroBatcher
-from lenscal.serving.errors import NotReadyError, OverloadedError
 
 
 class Recorder:

@@ -16,14 +16,15 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from lenscal.clients.injector import InjectorClient
 from lenscal.data.cutouts import read_cutout
 from lenscal.data.ingest import ingest
 from lenscal.injection import get_prior, inject, sample_params
-from lenscal.injector.v1 import injector_pb2, injector_pb2_grpc
+from lenscal.injection.api import PriorDraw, RenderOptions, ShardRows
 from lenscal.physics import RenderSpec, render_arcs
 from lenscal.rng import noise_seed
-from lenscal.serving.arrays import encode_batch
+from lenscal.rpc.arrays import encode_batch
+from lenscal.rpc.injector_client import GrpcInjector
+from lenscal_pb.injector.v1 import injector_pb2, injector_pb2_grpc
 
 from .servers import running_service
 
@@ -40,7 +41,7 @@ def _free_port() -> int:
 def service() -> Iterator[tuple[str, int]]:
     metrics = _free_port()
     with running_service("injector", "--metrics-port", str(metrics)) as (endpoint, _proc):
-        client = InjectorClient(endpoint)
+        client = GrpcInjector(endpoint)
         client.wait_ready(60)
         client.close()
         yield endpoint, metrics
@@ -67,17 +68,18 @@ def test_health_and_reflection(service: tuple[str, int]) -> None:
 
 def test_render_round_trip_equals_in_process(service: tuple[str, int]) -> None:
     params = _params(5)
-    with InjectorClient(service[0]) as client:
-        arcs = client.render(params, options={"oversample": 2})
+    with GrpcInjector(service[0]) as client:
+        arcs = client.render(params, options=RenderOptions(oversample=2))
     np.testing.assert_array_equal(arcs, render_arcs(params, RenderSpec(oversample=2)).numpy())
 
 
 def test_inject_bytes_with_poisson_is_reproducible(service: tuple[str, int], hosts: np.ndarray) -> None:
     params = _params(6, seed=2)
-    options = {"poisson_gain": 150.0, "noise_seed": 9}
-    with InjectorClient(service[0]) as client:
-        images, truth = client.inject(hosts, params=params, options=options, per_message=4)
-        again, _ = client.inject(hosts, params=params, options=options, per_message=3)
+    options = RenderOptions(poisson_gain=150.0, noise_seed=9)
+    with GrpcInjector(service[0], per_message=4) as client, GrpcInjector(service[0], per_message=3) as other:
+        result = client.inject(hosts, params=params, options=options)
+        images, truth = result.images, result.truth
+        again = other.inject(hosts, params=params, options=options).images
     np.testing.assert_array_equal(images, again)  # per-injection generators, whatever the batching
     keys = [noise_seed(9, "explicit", i) for i in range(6)]
     local = inject(hosts, params, RenderSpec(poisson_gain=150.0, noise_seed=9), noise_keys=keys)
@@ -93,10 +95,12 @@ def test_inject_from_shards_with_prior_uses_manifest_psf(
     manifest.to_parquet(real_manifest, index=False)
     ingest(real_manifest, tmp_path / "shards", progress=False)
     rows = [4, 1, 2]
-    with InjectorClient(service[0]) as client:
-        images, truth = client.inject(
-            shard_dir=str(tmp_path / "shards"), rows=rows, prior="default", theta_e=2.0, seed=5, cell="c7"
+    with GrpcInjector(service[0]) as client:
+        result = client.inject(
+            ShardRows(str(tmp_path / "shards"), rows),
+            draw=PriorDraw("default", seed=5, cell="c7", theta_e=2.0),
         )
+        images, truth = result.images, result.truth
     np.testing.assert_allclose(truth.psf_fwhm_r, [1.4, 1.1, 1.2])
     np.testing.assert_allclose(truth.psf_fwhm_g, np.array([1.4, 1.1, 1.2]) * 1.05)
     expected_params = sample_params(
@@ -117,7 +121,7 @@ def _raw_call(endpoint: str, request: injector_pb2.InjectRequest) -> grpc.RpcErr
 
 def _good_request(hosts: np.ndarray) -> injector_pb2.InjectRequest:
     request = injector_pb2.InjectRequest()
-    request.host_batch.CopyFrom(encode_batch(injector_pb2.ImageBatch, hosts[:2]))
+    request.host_batch.CopyFrom(encode_batch(hosts[:2]))
     request.params.extend(injector_pb2.ArcParams(**r) for r in _params(2).records())
     return request
 
@@ -189,12 +193,12 @@ def test_each_bad_request_names_its_field_and_the_server_keeps_serving(
         error = _raw_call(endpoint, request)  # type: ignore[arg-type]
         assert error.code() == code, (fragment, error.details())
         assert fragment in (error.details() or ""), (fragment, error.details())
-    with InjectorClient(endpoint) as client:
+    with GrpcInjector(endpoint) as client:
         assert client.render(_params(1)).shape == (1, 3, 101, 101)
 
 
 def test_metrics_endpoint_counts_requests(service: tuple[str, int]) -> None:
-    with InjectorClient(service[0]) as client:
+    with GrpcInjector(service[0]) as client:
         client.render(_params(2))
     text = urllib.request.urlopen(f"http://127.0.0.1:{service[1]}/metrics", timeout=10).read().decode()
     assert 'lenscal_injector_requests_total{outcome="ok",rpc="Render"}' in text

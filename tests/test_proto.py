@@ -8,8 +8,8 @@ from .conftest import REPO
 
 
 def test_generated_modules_import_with_the_design_names() -> None:
-    from lenscal.injector.v1 import injector_pb2, injector_pb2_grpc
-    from lenscal.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+    from lenscal_pb.injector.v1 import injector_pb2, injector_pb2_grpc
+    from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
     assert scorer_pb2.DESCRIPTOR.package == "lenscal.scorer.v1"
     assert set(scorer_pb2.DESCRIPTOR.services_by_name["Scorer"].methods_by_name) == {
@@ -17,7 +17,7 @@ def test_generated_modules_import_with_the_design_names() -> None:
         "ScoreStream",
         "GetModelInfo",
     }
-    batch = scorer_pb2.CutoutBatch.DESCRIPTOR.fields_by_name["data"]
+    batch = scorer_pb2.ScoreRequest.DESCRIPTOR.fields_by_name["batch"].message_type.fields_by_name["data"]
     assert batch.type == batch.TYPE_BYTES  # one bytes field, never repeated float
     assert hasattr(scorer_pb2_grpc, "ScorerStub") and hasattr(injector_pb2_grpc, "InjectorStub")
     assert injector_pb2.DESCRIPTOR.package == "lenscal.injector.v1"

@@ -8,13 +8,15 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lenscal.errors import RequestError
 from lenscal.models import create_model
 from lenscal.models.bundle import Bundle
 from lenscal.preprocess import PreprocessSpec
-from lenscal.scorer.v1 import scorer_pb2
-from lenscal.serving.arrays import decode_batch
-from lenscal.serving.errors import RequestError
-from lenscal_scorer.servicer import ScorerServicer
+from lenscal.rpc.arrays import decode_batch
+from lenscal.scoring.core import ScoringCore
+from lenscal_pb.common.v1 import arrays_pb2
+from lenscal_pb.scorer.v1 import scorer_pb2
+from lenscal_scorer.servicer import override_from_proto
 
 FUZZ = settings(max_examples=300, deadline=500, suppress_health_check=[HealthCheck.too_slow])
 
@@ -51,7 +53,7 @@ def test_arbitrary_bytes(blob: bytes) -> None:
 def test_arbitrary_batch_fields(
     count: int, channels: int, height: int, width: int, dtype: int, size: int, ids: list[str]
 ) -> None:
-    batch = scorer_pb2.CutoutBatch(
+    batch = arrays_pb2.PackedBatch(
         data=b"\x01" * size, count=count, channels=channels, height=height, width=width, dtype=dtype, ids=ids
     )
     _decode(scorer_pb2.ScoreRequest(batch=batch))
@@ -85,9 +87,9 @@ def test_arbitrary_preprocessing_overrides(
         if value is not None:
             setattr(request.preprocess_override, name, value)
     try:
-        spec = ScorerServicer._spec(request, _Engine())  # type: ignore[arg-type]
+        spec = ScoringCore.resolve_spec(_Engine(), preprocessed, override_from_proto(request))  # type: ignore[arg-type]
     except RequestError:
         return
     if spec is not None:
-        parsed = PreprocessSpec.from_json(spec)
+        parsed = PreprocessSpec.from_json(spec.to_json())
         assert np.isfinite(parsed.clip_range) and parsed.annulus_r_out > parsed.annulus_r_in

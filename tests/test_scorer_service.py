@@ -22,14 +22,14 @@ import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lenscal.clients.scorer import ScorerClient
 from lenscal.data.ingest import ingest
-from lenscal.inference import predict
 from lenscal.models import create_model
 from lenscal.models.bundle import export_onnx, load_bundle, save_bundle
-from lenscal.preprocess import PreprocessSpec
-from lenscal.scorer.v1 import scorer_pb2, scorer_pb2_grpc
-from lenscal.serving.arrays import encode_batch
+from lenscal.models.predict import predict
+from lenscal.preprocess import PreprocessOverride, PreprocessSpec
+from lenscal.rpc.arrays import encode_batch
+from lenscal.rpc.scorer_client import GrpcScorer
+from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
 from .servers import running_service
 
@@ -84,10 +84,10 @@ def reference(bundle: Path, x: np.ndarray, **override: float) -> np.ndarray:
 def test_scores_equal_in_process_torch(
     torch_server: tuple[str, int], bundle: Path, cutouts: np.ndarray
 ) -> None:
-    with ScorerClient(torch_server[0], wire_dtype="float32", per_message=32) as client:
+    with GrpcScorer(torch_server[0], wire_dtype="float32", per_message=32) as client:
         client.wait_ready()
         result = client.score(cutouts, return_embeddings=True, concurrency=6)
-        clipped = client.score(cutouts[:40], override={"clip_range": 3.0})
+        clipped = client.score(cutouts[:40], override=PreprocessOverride(clip_range=3.0))
         streamed = client.score(cutouts, streaming=True, concurrency=3)
         info = client.model_info()[0]
     expected = reference(bundle, cutouts)
@@ -105,7 +105,7 @@ def test_scores_equal_in_process_torch(
 def test_float16_wire_and_onnx_engine(bundle: Path, cutouts: np.ndarray) -> None:
     with (
         running_service("scorer", "--model", str(bundle), "--engine", "onnx") as (endpoint, _),
-        ScorerClient(endpoint) as client,  # float16 on the wire by default
+        GrpcScorer(endpoint) as client,  # float16 on the wire by default
     ):
         client.wait_ready()
         result = client.score(cutouts)
@@ -125,9 +125,7 @@ def test_ids_and_order_under_concurrency(
         for _ in range(6):
             pick = rng.choice(200, size=int(rng.integers(1, 50)), replace=False)
             ids = [f"c{i}" for i in pick]
-            request = scorer_pb2.ScoreRequest(
-                batch=encode_batch(scorer_pb2.CutoutBatch, cutouts[pick], ids=ids)
-            )
+            request = scorer_pb2.ScoreRequest(batch=encode_batch(cutouts[pick], ids=ids))
             reply = stub.Score(request, timeout=60)
             if list(reply.ids) != ids or not np.allclose(reply.logits, expected[pick], rtol=1e-5, atol=1e-5):
                 failures.append(f"client {k}")
@@ -141,7 +139,7 @@ def test_ids_and_order_under_concurrency(
 
 
 def _request(cutouts: np.ndarray, **fields: object) -> scorer_pb2.ScoreRequest:
-    request = scorer_pb2.ScoreRequest(batch=encode_batch(scorer_pb2.CutoutBatch, cutouts[:4]))
+    request = scorer_pb2.ScoreRequest(batch=encode_batch(cutouts[:4]))
     for key, value in fields.items():
         target, _, name = key.rpartition(".")
         setattr(request.batch if target == "batch" else request, name, value)
@@ -187,7 +185,7 @@ def test_every_bad_input_gets_its_status_and_the_server_stays_healthy(
             "batch.dtype: must be FLOAT32",
         ),
         (
-            scorer_pb2.ScoreRequest(batch=encode_batch(scorer_pb2.CutoutBatch, infinite)),
+            scorer_pb2.ScoreRequest(batch=encode_batch(infinite)),
             grpc.StatusCode.INVALID_ARGUMENT,
             "1 infinite value(s)",
         ),
@@ -226,14 +224,14 @@ def test_overload_and_deadline(bundle: Path, cutouts: np.ndarray) -> None:
         "1.5",
     ) as (endpoint, _):
         stub = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(endpoint))
-        ScorerClient(endpoint).wait_ready()
+        GrpcScorer(endpoint).wait_ready()
         with pytest.raises(grpc.RpcError) as late:
             stub.Score(_request(cutouts), timeout=0.2)  # the batch waits 1.5 s to fill
         assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         codes: list[grpc.StatusCode] = []
 
         def send() -> None:
-            request = scorer_pb2.ScoreRequest(batch=encode_batch(scorer_pb2.CutoutBatch, cutouts[:40]))
+            request = scorer_pb2.ScoreRequest(batch=encode_batch(cutouts[:40]))
             try:
                 stub.Score(request, timeout=30)
                 codes.append(grpc.StatusCode.OK)
@@ -249,7 +247,7 @@ def test_overload_and_deadline(bundle: Path, cutouts: np.ndarray) -> None:
             t.join()
         assert codes.count(grpc.StatusCode.OK) >= 2 and grpc.StatusCode.RESOURCE_EXHAUSTED in codes
         # The client library backs off and retries until the queue has room.
-        assert len(ScorerClient(endpoint, per_message=40).score(cutouts[:120], concurrency=5).logits) == 120
+        assert len(GrpcScorer(endpoint, per_message=40).score(cutouts[:120], concurrency=5).logits) == 120
 
 
 def test_bearer_token(bundle: Path, cutouts: np.ndarray, tmp_path: Path) -> None:
@@ -260,13 +258,13 @@ def test_bearer_token(bundle: Path, cutouts: np.ndarray, tmp_path: Path) -> None
         assert health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=60
         ).status in (0, 1, 2)
-        ScorerClient(endpoint, token="s3cret").wait_ready()
+        GrpcScorer(endpoint, token="s3cret").wait_ready()
         stub = scorer_pb2_grpc.ScorerStub(channel)
         for metadata in ((), (("authorization", "Bearer wrong"),)):
             with pytest.raises(grpc.RpcError) as err:
                 stub.Score(_request(cutouts), timeout=30, metadata=metadata)
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        assert len(ScorerClient(endpoint, token="s3cret").score(cutouts[:8]).logits) == 8
+        assert len(GrpcScorer(endpoint, token="s3cret").score(cutouts[:8]).logits) == 8
 
 
 def test_drain_on_sigterm_loses_no_accepted_request(bundle: Path, cutouts: np.ndarray) -> None:
@@ -275,14 +273,14 @@ def test_drain_on_sigterm_loses_no_accepted_request(bundle: Path, cutouts: np.nd
         endpoint,
         proc,
     ):
-        ScorerClient(endpoint).wait_ready()
+        GrpcScorer(endpoint).wait_ready()
         stub = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(endpoint))
         outcomes: list[str] = []
         signalled = threading.Event()
 
         def send(k: int) -> None:
             pick = np.arange(k * 10, k * 10 + 10) % 200
-            request = scorer_pb2.ScoreRequest(batch=encode_batch(scorer_pb2.CutoutBatch, cutouts[pick]))
+            request = scorer_pb2.ScoreRequest(batch=encode_batch(cutouts[pick]))
             for _ in range(3):  # keep the load on until the signal
                 if signalled.is_set():
                     return  # after SIGTERM only what was already sent is judged
@@ -415,7 +413,7 @@ def test_two_workers_share_one_port(bundle: Path, cutouts: np.ndarray) -> None:
             if "listening on" in line:
                 workers.add(line.split("worker=")[1].split()[0])
         assert workers == {"0", "1"}
-        with ScorerClient(f"127.0.0.1:{port}", channels_per_endpoint=4) as client:
+        with GrpcScorer(f"127.0.0.1:{port}", channels_per_endpoint=4) as client:
             client.wait_ready()
             result = client.score(cutouts[:64], concurrency=4)
         np.testing.assert_allclose(
@@ -463,7 +461,7 @@ def test_tls(bundle: Path, cutouts: np.ndarray, tmp_path: Path) -> None:
         endpoint,
         _,
     ):
-        with ScorerClient(endpoint, root_certificates=cert.read_bytes()) as client:
+        with GrpcScorer(endpoint, root_certificates=cert.read_bytes()) as client:
             client.wait_ready()
             assert len(client.score(cutouts[:8]).logits) == 8
         plain = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(endpoint))

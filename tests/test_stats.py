@@ -8,7 +8,6 @@ from scipy.stats import beta, norm
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from lenscal.evaluation.summary import classifier_summary
 from lenscal.stats.intervals import clopper_pearson, jeffreys, wilson
 from lenscal.stats.metrics import (
     expected_calibration_error,
@@ -16,6 +15,7 @@ from lenscal.stats.metrics import (
     roc_auc,
     threshold_at_fpr,
 )
+from lenscal.stats.summary import classifier_summary
 
 
 @pytest.fixture()

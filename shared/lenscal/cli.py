@@ -1,12 +1,18 @@
-"""The ``lenscal`` command. Each command is a thin wrapper over library functions; every
-LenscalError becomes one line on stderr and exit status 2."""
+"""The ``lenscal`` command, composed in one place.
+
+The rule: every command lives in the ``cli.py`` of the package whose code it drives
+(``lenscal/<package>/cli.py``, a typer app); this module only lists those apps. An app
+with a name becomes a command group (``lenscal registry ...``); an unnamed app adds its
+commands at the top level. Services plug ``lenscal serve <name>`` in through the
+entry-point group ``lenscal.serve`` (pyproject.toml), so the library never imports them.
+Every LenscalError becomes one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
-import json
+import importlib
 import sys
-from enum import StrEnum
-from pathlib import Path
+from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
@@ -14,11 +20,22 @@ from pydantic import ValidationError
 
 from lenscal import __version__
 from lenscal.errors import LenscalError
-from lenscal.injection.cli import app as inject_app
-from lenscal.registry.cli import app as registry_app
-from lenscal.serving.cli import app as serving_app
-from lenscal.serving.cli import serve_app
-from lenscal.training.cli import app as training_app
+from lenscal.logs import configure_logging
+from lenscal.validation import describe
+
+#: Modules whose typer ``app`` holds commands, in the order ``--help`` lists them.
+COMMAND_MODULES = (
+    "lenscal.demo.cli",
+    "lenscal.data.cli",
+    "lenscal.mock.cli",
+    "lenscal.injection.cli",
+    "lenscal.training.cli",
+    "lenscal.models.cli",
+    "lenscal.evaluation.cli",
+    "lenscal.scoring.cli",
+    "lenscal.registry.cli",
+)
+SERVE_PLUGINS = "lenscal.serve"
 
 app = typer.Typer(
     name="lenscal",
@@ -27,30 +44,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-shards_app = typer.Typer(help="Inspect and verify packed shard directories.", no_args_is_help=True)
-app.add_typer(shards_app, name="shards")
-app.add_typer(registry_app, name="registry")
-app.add_typer(inject_app, name="inject")
-app.add_typer(serve_app, name="serve")
-# Commands defined beside their libraries, registered here in one place.
-for sub_app in (training_app, serving_app):
-    for command in sub_app.registered_commands:
-        app.registered_commands.append(command)
+serve_app = typer.Typer(help="Run a lenscal gRPC service in the foreground.", no_args_is_help=True)
 
 
-class StorageDType(StrEnum):
-    float32 = "float32"
-    float16 = "float16"
-
-
-class OnError(StrEnum):
-    fail = "fail"
-    skip = "skip"
-
-
-class Scheme(StrEnum):
-    s70_30 = "70_30"
-    s70_15_15 = "70_15_15"
+@app.callback()
+def _root(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show library log messages (INFO and up).")
+    ] = False,
+) -> None:
+    configure_logging(verbose=verbose)
 
 
 @app.command()
@@ -59,197 +62,20 @@ def version() -> None:
     typer.echo(__version__)
 
 
-@app.command()
-def info(
-    paths: Annotated[list[Path], typer.Argument(help="Cutout files (.fits, .fits.gz, .npz).")],
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
-) -> None:
-    """Read cutouts and print their shape, NaN counts and per-band pixel statistics (nmgy)."""
-    import numpy as np
-
-    from lenscal.data.cutouts import load_cutout
-    from lenscal.survey import BANDS
-
-    for path in paths:
-        cut = load_cutout(path, size=None)
-        stats = {
-            band: {
-                "nan": int(np.isnan(cut.data[i]).sum()),
-                "median": float(np.nanmedian(cut.data[i])) if not np.isnan(cut.data[i]).all() else None,
-                "max": float(np.nanmax(cut.data[i])) if not np.isnan(cut.data[i]).all() else None,
-            }
-            for i, band in enumerate(BANDS)
-        }
-        record = {
-            "path": str(path),
-            "shape": list(cut.data.shape),
-            "nan_count": cut.nan_count,
-            "bands": stats,
-        }
-        if json_out:
-            typer.echo(json.dumps(record))
+def _compose() -> None:
+    for name in COMMAND_MODULES:
+        sub_app: typer.Typer = importlib.import_module(name).app
+        if sub_app.info.name:
+            app.add_typer(sub_app)
         else:
-            typer.echo(f"{path}: shape {cut.data.shape}, {cut.nan_count} NaN pixels")
-            for band, s in stats.items():
-                typer.echo(
-                    f"  {band}: NaN {s['nan']:5d}  median {s['median']!s:>12}  max {s['max']!s:>12} nmgy"
-                )
+            app.registered_commands.extend(sub_app.registered_commands)
+            app.registered_groups.extend(sub_app.registered_groups)
+    for plugin in sorted(entry_points(group=SERVE_PLUGINS), key=lambda e: e.name):
+        serve_app.command(plugin.name)(plugin.load())
+    app.add_typer(serve_app, name="serve")
 
 
-@app.command()
-def ingest(
-    manifest: Annotated[Path, typer.Option(help="Manifest (Parquet or CSV) with galaxy_id and cutout_path.")],
-    out: Annotated[Path, typer.Option(help="Shard directory to create or resume.")],
-    dtype: Annotated[StorageDType, typer.Option(help="Storage dtype of the shards.")] = StorageDType.float32,
-    shard_size: Annotated[int, typer.Option(help="Cutouts per shard file.", min=1)] = 4096,
-    data_root: Annotated[
-        Path | None, typer.Option(help="Base for relative cutout_path values (default: manifest folder).")
-    ] = None,
-    on_error: Annotated[
-        OnError, typer.Option(help="fail: stop at an unreadable cutout; skip: store NaNs and record why.")
-    ] = OnError.fail,
-    workers: Annotated[int, typer.Option(help="Reader threads.", min=1)] = 4,
-    overwrite: Annotated[bool, typer.Option(help="Replace shards built from another manifest.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-) -> None:
-    """Pack every cutout a manifest references into memory-mappable shards (atomic, resumable)."""
-    from lenscal.data.ingest import ingest as run_ingest
-
-    report = run_ingest(
-        manifest,
-        out,
-        dtype=dtype.value,
-        shard_size=shard_size,
-        data_root=data_root,
-        on_error=on_error.value,
-        workers=workers,
-        overwrite=overwrite,
-        progress=progress and sys.stderr.isatty(),
-    )
-    typer.echo(
-        f"{report.rows} cutouts in {out} ({report.dtype}): {report.shards_written} shard(s) written, "
-        f"{report.shards_reused} reused; {report.rows_with_nan} cutout(s) contain NaN pixels"
-    )
-    for row, error in report.failed_rows[:20]:
-        typer.echo(f"  skipped row {row}: {error}", err=True)
-    typer.echo(f"manifest with shard, shard_row, cutout_sha256, nan_count: {out / 'manifest.parquet'}")
-
-
-@app.command()
-def split(
-    manifest: Annotated[Path, typer.Option(help="Manifest (Parquet or CSV) with ra and dec in degrees.")],
-    scheme: Annotated[Scheme | None, typer.Option(help="Split scheme to assign.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the pixel hash.")] = 42,
-    out: Annotated[
-        Path | None, typer.Option(help="Write here instead of updating MANIFEST in place.")
-    ] = None,
-    check: Annotated[bool, typer.Option("--check", help="Report pixels shared between splits.")] = False,
-    nside: Annotated[int, typer.Option(help="HEALPix nside (NESTED).")] = 128,
-    ra_col: Annotated[str, typer.Option(help="Column holding RA [deg].")] = "ra",
-    dec_col: Annotated[str, typer.Option(help="Column holding Dec [deg].")] = "dec",
-) -> None:
-    """Assign spatial HEALPix splits (writes `split` and `healpix_<nside>`) and/or check them.
-
-    With --check alone, checks the manifest's existing `split` column; exits 1 on any leak.
-    """
-    from lenscal.data.manifest import read_manifest, write_manifest
-    from lenscal.data.splits import assign_splits, check_splits, healpix_index
-
-    if scheme is None and not check:
-        raise typer.BadParameter("give --scheme to assign splits, --check to check them, or both")
-    df = read_manifest(manifest, required=(ra_col, dec_col))
-    df = df.rename(columns={ra_col: "ra", dec_col: "dec"})
-    if scheme is not None:
-        df["healpix_" + str(nside)] = healpix_index(df["ra"].to_numpy(), df["dec"].to_numpy(), nside)
-        df["split"] = assign_splits(df["ra"].to_numpy(), df["dec"].to_numpy(), scheme.value, nside, seed)
-        target = out or manifest
-        write_manifest(df.rename(columns={"ra": ra_col, "dec": dec_col}), target)
-        counts = df["split"].value_counts().to_dict()
-        typer.echo(f"{len(df)} rows split {scheme.value} (seed {seed}, nside {nside}) -> {target}: {counts}")
-    if check:
-        report = check_splits(df, nside=nside)
-        typer.echo(report.summary())
-        if not report.ok:
-            raise typer.Exit(1)
-
-
-@shards_app.command("info")
-def shards_info(directory: Annotated[Path, typer.Argument(help="Shard directory.")]) -> None:
-    """Print a shard directory's index: dtype, shape, shard count, completeness."""
-    from lenscal.data.shards import ShardIndex
-
-    index = ShardIndex.read(directory)
-    typer.echo(
-        f"{directory}: {index.committed_rows}/{index.total_rows} cutouts {index.record_shape} {index.dtype} "
-        f"in {len(index.shards)}/{index.planned_shards} shards; "
-        f"{'complete' if index.complete else 'INCOMPLETE (rerun lenscal ingest to resume)'}"
-    )
-
-
-@shards_app.command("verify")
-def shards_verify(directory: Annotated[Path, typer.Argument(help="Shard directory.")]) -> None:
-    """Re-hash every shard file and every cutout record against the index; exit 1 on mismatch."""
-    from lenscal.data.shards import ShardReader
-
-    reader = ShardReader(directory, verify=True)
-    bad = reader.verify_records()
-    for row in bad[:20]:
-        typer.echo(f"row {row}: record hash mismatch", err=True)
-    if bad:
-        raise typer.Exit(1)
-    typer.echo(f"{directory}: {len(reader)} records in {len(reader.index.shards)} shards verified")
-
-
-class CutoutFormat(StrEnum):
-    fits = "fits"
-    npz = "npz"
-
-
-@app.command("mock-survey")
-def mock_survey(
-    out: Annotated[Path, typer.Option(help="Output directory.")],
-    n: Annotated[int, typer.Option(help="Number of cutouts.", min=1)] = 1000,
-    seed: Annotated[int, typer.Option(help="Seed: same seed, same bytes.")] = 0,
-    positive_fraction: Annotated[
-        float, typer.Option(help="Fraction of lenses (label 1).", min=0, max=1)
-    ] = 0.05,
-    fmt: Annotated[
-        CutoutFormat, typer.Option("--format", help="Cutout files: Legacy Survey FITS or team NPZ.")
-    ] = (CutoutFormat.fits),
-    scheme: Annotated[
-        Scheme, typer.Option(help="HEALPix split scheme written into the manifest.")
-    ] = Scheme.s70_30,
-) -> None:
-    """Write a DR10-like sample offline: Tractor-like catalogue, cutouts with per-band PSF and
-    depth noise, neighbours, stars, hard confusers (N2) and lenses (Tier A/B), a manifest, a gallery."""
-    from lenscal.mock import make_mock_survey
-
-    report = make_mock_survey(
-        out,
-        n=n,
-        seed=seed,
-        positive_fraction=positive_fraction,
-        fmt=fmt.value,
-        split_scheme=scheme.value,
-        progress=sys.stderr.isatty(),
-    )
-    typer.echo(
-        f"{report.n} cutouts ({report.positives} lenses, {report.confusers} hard confusers) in "
-        f"{report.seconds:.1f} s -> {report.manifest}; gallery {report.gallery}"
-    )
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("demo-output"),
-    n: Annotated[int, typer.Option(help="Number of mock-survey cutouts.", min=20)] = 300,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-) -> None:
-    """Run the embedded defaults: mock survey -> shards -> split check -> injection -> preprocessing."""
-    from lenscal.demo import run_demo
-
-    summary = run_demo(out, n=n, seed=seed, progress=sys.stderr.isatty())
-    typer.echo(json.dumps(summary, indent=2))
+_compose()
 
 
 def main() -> None:
@@ -259,8 +85,7 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except ValidationError as exc:  # a typed config or spec built from user input
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or exc.title}: {e['msg']}" for e in exc.errors())
-        typer.echo(f"error: invalid {exc.title}: {problems}", err=True)
+        typer.echo(f"error: invalid {exc.title}: {describe(exc)}", err=True)
         sys.exit(2)
 
 

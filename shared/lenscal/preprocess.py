@@ -86,6 +86,23 @@ class PreprocessSpec(BaseModel):
         return cls.model_validate_json(text)
 
 
+class PreprocessOverride(BaseModel):
+    """Per-request changes to a model's spec (diagnostics: clip-range sweeps, mismatched
+    annulus). Unset fields keep the model's value; the result is validated as a spec."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    clip_range: float | None = Field(None, description="MAD units")
+    annulus_r_in: float | None = Field(None, description="px")
+    annulus_r_out: float | None = Field(None, description="px")
+
+    def apply(self, spec: PreprocessSpec) -> PreprocessSpec:
+        return spec.with_overrides(**self.model_dump(exclude_none=True))
+
+    def is_empty(self) -> bool:
+        return not self.model_dump(exclude_none=True)
+
+
 def preprocess(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     """Normalise a (N, C, H, W) batch of raw cutouts (nmgy) on its own device; returns float32."""
     if not isinstance(batch, torch.Tensor):

@@ -10,6 +10,8 @@ from typing import Final
 BANDS: Final[tuple[str, ...]] = ("g", "r", "z")
 #: Cutout side in pixels.
 CUTOUT_SIZE: Final[int] = 101
+#: Shape of one cutout inside lenscal: (bands, rows, columns), channel-first.
+CUTOUT_SHAPE: Final[tuple[int, int, int]] = (len(BANDS), CUTOUT_SIZE, CUTOUT_SIZE)
 #: DR10 pixel scale, arcsec per pixel.
 PIXEL_SCALE_ARCSEC: Final[float] = 0.262
 #: AB zero point of the nanomaggy: flux 1 nmgy is magnitude 22.5.

@@ -24,6 +24,7 @@ from lenscal.data.shards import (
     STORAGE_DTYPES,
     ShardEntry,
     ShardIndex,
+    ShardReader,
     rows_file_name,
     shard_file_name,
 )
@@ -258,3 +259,16 @@ def shards_for_manifest(manifest: PathLike, *, progress: bool | None = None) -> 
     target = path.with_name(path.stem + ".shards")
     ingest(path, target, dtype="float16", progress=progress)
     return target
+
+
+def open_reader(
+    *, shards: PathLike | None = None, manifest: PathLike | None = None, progress: bool | None = None
+) -> ShardReader:
+    """The cutouts a command works on: a shard directory, or a manifest's cutouts (packed
+    into shards beside it on first use). Exactly one of the two."""
+    if (shards is None) == (manifest is None):
+        raise ShardError("give a shard directory (--shards) or a manifest (--manifest), not both")
+    if shards is not None:
+        return ShardReader(shards)
+    assert manifest is not None
+    return ShardReader(shards_for_manifest(manifest, progress=progress))

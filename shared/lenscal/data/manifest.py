@@ -27,6 +27,15 @@ PathLike = str | os.PathLike[str]
 HEALPIX_128_NPIX = 12 * 128 * 128
 TRACTOR_TYPES = frozenset({"PSF", "REX", "DEV", "EXP", "SER", "DUP"})
 SPLITS = frozenset({"train", "val", "test"})
+#: Lens-candidate grades in the ``tier`` column: A (confident), B (probable); empty for negatives.
+TIERS: tuple[str, ...] = ("A", "B")
+
+
+def tier_codes(values: pd.Series | None, n: int) -> np.ndarray:
+    """int8 per row: the index of its tier in TIERS, -1 for no tier (negatives, unknown)."""
+    if values is None:
+        return np.full(n, -1, np.int8)
+    return values.map({t: i for i, t in enumerate(TIERS)}).fillna(-1).to_numpy(np.int8)
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ TEAM_COLUMNS: tuple[Column, ...] = (
     Column("ebv", "float", *_non_negative),
     Column("healpix_128", "int", f"0 <= pixel < {HEALPIX_128_NPIX}", _between(0, HEALPIX_128_NPIX - 1)),
     Column("label", "int", "0 or 1", lambda s: s.isin([0, 1])),
-    Column("tier", "str", "A or B (empty for negatives)", _one_of({"A", "B"})),
+    Column("tier", "str", "A or B (empty for negatives)", _one_of(TIERS)),
     Column("sample_weight", "float", *_non_negative),
 )
 

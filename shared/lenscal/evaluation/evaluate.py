@@ -1,4 +1,4 @@
-"""`lenscal evaluate`: score a manifest split with a checkpoint bundle and write metrics.json
+"""`lenscal evaluate`: score a manifest split through a Scorer and write metrics.json
 (E04-eval shape), scores.parquet, roc.png and reliability.png."""
 
 from __future__ import annotations
@@ -9,18 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from lenscal.data.ingest import shards_for_manifest
+from lenscal.data.manifest import tier_codes
 from lenscal.data.shards import ShardReader
 from lenscal.errors import LenscalError
-from lenscal.evaluation.summary import classifier_summary
 from lenscal.fsutil import atomic_write_text
-from lenscal.inference import predict, sigmoid_np
-from lenscal.models.bundle import load_bundle
+from lenscal.models.predict import sigmoid
+from lenscal.plotting import pyplot, save_figure
 from lenscal.progress import progress_bar
+from lenscal.scoring.api import Scorer
 from lenscal.stats.metrics import reliability_curve, roc_curve
-from lenscal.training.data import TIERS
+from lenscal.stats.summary import classifier_summary
 
 
 @dataclass
@@ -29,58 +28,46 @@ class EvaluationResult:
     metrics: dict[str, Any]
 
 
-def open_shards(manifest: str | Path, shards: str | Path | None, progress: bool | None) -> ShardReader:
-    """A reader over ``shards``, or over the shards of ``manifest`` (packed on first use)."""
-    return ShardReader(shards if shards is not None else shards_for_manifest(manifest, progress=progress))
-
-
 def evaluate(
-    model_dir: str | Path,
-    manifest: str | Path,
+    scorer: Scorer,
+    reader: ShardReader,
     out_dir: str | Path,
     *,
+    model: str = "",
     split: str = "val",
-    shards: str | Path | None = None,
-    device: str = "cpu",
-    batch_size: int = 256,
+    chunk: int = 4096,
     bootstrap: int = 1000,
     seed: int = 0,
     label_col: str = "label",
     progress: bool | None = None,
 ) -> EvaluationResult:
-    bundle = load_bundle(model_dir, device=device if device != "cuda" or torch.cuda.is_available() else "cpu")
-    reader = open_shards(manifest, shards, progress)
+    """Score the ``split`` rows of ``reader`` with ``scorer`` (its ``model``, default if
+    empty) and summarise them with lenscal.stats.summary."""
     table = reader.manifest()
     if "split" not in table.columns or label_col not in table.columns:
-        raise LenscalError(f"{manifest}: evaluation needs columns 'split' and {label_col!r}")
+        raise LenscalError(f"{reader.directory}: evaluation needs manifest columns 'split' and {label_col!r}")
     rows = np.flatnonzero(table["split"].to_numpy() == split)
     if rows.size == 0:
-        raise LenscalError(f"{manifest}: no rows with split == {split!r}")
+        raise LenscalError(f"{reader.directory}: no rows with split == {split!r}")
+    info = scorer.model_info(model)[0]
     logits = np.empty(rows.size, dtype=np.float32)
     with progress_bar(rows.size, f"evaluate {split}", enabled=progress) as advance:
-        for start in range(0, rows.size, batch_size):
-            chunk = rows[start : start + batch_size]
-            batch_logits, _ = predict(
-                bundle.model, torch.from_numpy(reader.read(chunk, dtype=None)), bundle.spec
-            )
-            logits[start : start + chunk.size] = batch_logits.cpu().numpy()
-            advance(chunk.size)
-    probabilities = sigmoid_np(logits)
+        for start in range(0, rows.size, chunk):
+            block = rows[start : start + chunk]
+            result = scorer.score(reader.read(block, dtype=None), model=info.name, progress=advance)
+            logits[start : start + block.size] = result.logits
+    probabilities = sigmoid(logits)
     labels = table[label_col].to_numpy()[rows].astype(bool)
-    tiers = (
-        table["tier"].map({t: i for i, t in enumerate(TIERS)}).fillna(-1).to_numpy()[rows]
-        if ("tier" in table.columns)
-        else None
-    )
+    tiers = tier_codes(table["tier"] if "tier" in table.columns else None, len(table))[rows]
     metrics = classifier_summary(probabilities, labels, tiers, bootstrap=bootstrap, seed=seed)
     metrics.update(
         {
-            "model": str(bundle.path),
-            "model_id": bundle.model_id,
-            "weights_sha256": bundle.meta["provenance"]["weights_sha256"],
-            "preprocess": bundle.meta["preprocess"],
+            "model": info.name,
+            "model_id": info.model_id,
+            "weights_sha256": info.weights_sha256,
+            "preprocess": json.loads(info.spec.to_json()),
             "split": split,
-            "manifest": str(manifest),
+            "shards": str(reader.directory),
         }
     )
     out = Path(out_dir)
@@ -96,11 +83,7 @@ def evaluate(
 
 
 def _plots(p: np.ndarray, y: np.ndarray, metrics: dict[str, Any], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fpr, tpr, _ = roc_curve(p, y)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.plot(fpr, tpr, label=f"AUC {metrics['auc']:.4f}")
@@ -111,8 +94,7 @@ def _plots(p: np.ndarray, y: np.ndarray, metrics: dict[str, Any], out: Path) -> 
     ax.axvline(0.01, color="grey", ls=":", lw=1, label="pAUC limit (FPR 0.01)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(out / "roc.png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, out / "roc.png")
     curve = reliability_curve(p, y)
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.plot([0, 1], [0, 1], color="grey", ls=":")
@@ -123,5 +105,4 @@ def _plots(p: np.ndarray, y: np.ndarray, metrics: dict[str, Any], out: Path) -> 
     ax.set_ylabel("fraction of lenses")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(out / "reliability.png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, out / "reliability.png")

@@ -10,9 +10,12 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from lenscal.device import DEVICE_HELP, resolve_device
 from lenscal.errors import LenscalError
 
-app = typer.Typer(help="Render lensed arcs and draw injection parameters.", no_args_is_help=True)
+app = typer.Typer(
+    name="inject", help="Render lensed arcs and draw injection parameters.", no_args_is_help=True
+)
 
 
 class Psf(StrEnum):
@@ -30,7 +33,7 @@ def render(
     poisson_gain: Annotated[float | None, typer.Option(help="e-/nmgy; omit for noiseless arcs.")] = None,
     seed: Annotated[int, typer.Option(help="Noise seed (per-injection generators derive from it).")] = 0,
     size: Annotated[int, typer.Option(help="Stamp side, px.")] = 101,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Render noiseless (or Poisson-noised) arcs: keys theta_e, q_lens, phi_lens, lens_x, lens_y,
     gamma1, gamma2, src_x, src_y, r_e, n_sersic, q_src, phi_src, mag_g, mag_r, mag_z,
@@ -52,7 +55,8 @@ def render(
         poisson_gain=poisson_gain,
         noise_seed=seed,
     )
-    arcs = render_arcs(ArcParams.from_records(records, device=device), spec, device=device)
+    dev = resolve_device(device)
+    arcs = render_arcs(ArcParams.from_records(records, device=dev), spec, device=dev)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.save(fh, arcs.cpu().numpy())
     typer.echo(f"{arcs.shape[0]} arcs {tuple(arcs.shape[1:])} -> {out}")

@@ -14,10 +14,14 @@ renderer uses for ``phi_lens``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from lenscal.errors import ManifestError
+from lenscal.data.shards import ShardReader
+from lenscal.errors import ManifestError, RequestError
 
 #: PSF FWHM scale factors from r when a manifest lacks psfsize_g / psfsize_z (team's setup).
 PSF_SCALE_FROM_R = {"g": 1.05, "r": 1.0, "z": 0.94}
@@ -46,6 +50,28 @@ def host_psf_fwhm(hosts: pd.DataFrame) -> np.ndarray:
         value = hosts[name].to_numpy(dtype=np.float64) if name in hosts.columns else np.full_like(r, np.nan)
         columns.append(np.where(np.isfinite(value) & (value > 0), value, r * PSF_SCALE_FROM_R[band]))
     return np.stack(columns, axis=1)
+
+
+@dataclass
+class HostBatch:
+    """Host cutouts ready for injection."""
+
+    images: np.ndarray  # (N, 3, H, W) float32 nmgy
+    ids: list[str]  # galaxy_id per host ("" when unknown)
+    psf_fwhm: np.ndarray | None  # (N, 3) g, r, z FWHM in arcsec, when the manifest has them
+
+
+def hosts_from_shards(reader: ShardReader, rows: Sequence[int], *, field: str = "rows") -> HostBatch:
+    """Rows of a shard directory as hosts: cutouts, galaxy ids, per-band PSF FWHM."""
+    picked_rows = np.asarray(list(rows), dtype=np.int64)
+    if picked_rows.size == 0:
+        raise RequestError(field, "is empty; name at least one row")
+    if picked_rows.min() < 0 or picked_rows.max() >= len(reader):
+        bad = int(picked_rows[(picked_rows < 0) | (picked_rows >= len(reader))][0])
+        raise RequestError(field, f"row {bad} out of range for {len(reader)} cutouts")
+    picked = reader.manifest().iloc[picked_rows]
+    psf = host_psf_fwhm(picked) if "psfsize_r" in picked.columns else None
+    return HostBatch(reader.read(picked_rows), picked["galaxy_id"].astype(str).tolist(), psf)
 
 
 def im1_pool(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.errors import LenscalError
 from lenscal.physics.params import ArcParams
 from lenscal.rng import injection_rng
+from lenscal.validation import validated
 
 
 class PriorError(LenscalError):
@@ -127,11 +128,7 @@ class InjectionPrior(BaseModel):
         except (OSError, yaml.YAMLError) as exc:
             raise PriorError(f"{p}: unreadable prior file ({exc})") from exc
         raw.setdefault("name", p.stem)
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise PriorError(f"{p}: {problems}") from None
+        return validated(cls, raw, error=PriorError, source=str(p))
 
 
 def sample_params(

@@ -20,12 +20,14 @@ import pandas as pd
 import torch
 from scipy.ndimage import gaussian_filter
 
+from lenscal.data.manifest import TIERS
 from lenscal.injection.hosts import host_shape
 from lenscal.injection.inject import arc_snr
 from lenscal.injection.priors import InjectionPrior, LensPrior, SourcePrior, sample_params
-from lenscal.rng import mock_rng
 from lenscal.physics import ArcParams, RenderSpec, render_arcs
+from lenscal.physics.params import NO_LENS, psf_fields
 from lenscal.physics.render import convolve_psf
+from lenscal.rng import mock_rng
 from lenscal.survey import PIXEL_SCALE_ARCSEC, pixel_noise_sigma
 
 CORRELATION_SIGMA_PX = 0.7
@@ -78,7 +80,7 @@ def render_cutouts(catalog: pd.DataFrame, seed: int) -> tuple[np.ndarray, pd.Dat
     _add_noise(images, catalog, seed)
     if positives.size and lens is not None:
         snr = arc_snr(images[positives], arcs, lens, ARC_SPEC)
-        truth.loc[positives, "tier"] = np.where(snr[:, 1] >= TIER_A_SNR, "A", "B")
+        truth.loc[positives, "tier"] = np.where(snr[:, 1] >= TIER_A_SNR, TIERS[0], TIERS[1])
         truth.loc[positives, "arc_snr_r"] = snr[:, 1]
         for name in ("theta_e", "q_lens", "r_e", "mag_r"):
             truth.loc[positives, f"lens_{name}"] = getattr(lens, name).numpy()
@@ -89,18 +91,7 @@ def render_cutouts(catalog: pd.DataFrame, seed: int) -> tuple[np.ndarray, pd.Dat
 def _light_components(row: Any, rng: np.random.Generator, fwhm: np.ndarray) -> list[dict[str, Any]]:
     q, phi = host_shape(np.array([row.shape_e1]), np.array([row.shape_e2]))
     mags = [22.5 - 2.5 * np.log10(getattr(row, f"flux_{b}")) for b in "grz"]
-    base = {
-        "theta_e": 0.0,
-        "q_lens": 1.0,
-        "phi_lens": 0.0,
-        "lens_x": 0.0,
-        "lens_y": 0.0,
-        "gamma1": 0.0,
-        "gamma2": 0.0,
-        "psf_fwhm_g": fwhm[0],
-        "psf_fwhm_r": fwhm[1],
-        "psf_fwhm_z": fwhm[2],
-    }
+    base = {**NO_LENS, **psf_fields(fwhm)}
     main = {
         **base,
         "src_x": 0.0,

@@ -17,6 +17,7 @@ from lenscal.data.splits import assign_splits, healpix_index
 from lenscal.errors import LenscalError
 from lenscal.mock.catalog import draw_catalog
 from lenscal.mock.images import render_cutouts
+from lenscal.plotting import pyplot, rgb, save_figure
 from lenscal.progress import progress_bar
 
 CHUNK = 64
@@ -115,12 +116,7 @@ def make_mock_survey(
 
 
 def _gallery(examples: dict[str, list[np.ndarray]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lenscal.demo import _rgb
+    plt = pyplot()
 
     keys = sorted(examples)
     cols = 6
@@ -131,10 +127,8 @@ def _gallery(examples: dict[str, list[np.ndarray]], path: Path) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(examples[key]):
-                ax.imshow(_rgb(examples[key][c]), origin="lower")
+                ax.imshow(rgb(examples[key][c]), origin="lower")
         axes[r, 0].set_ylabel(key, fontsize=8)
     fig.suptitle("lenscal mock survey (g, r, z as B, G, R; asinh)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80, metadata={"Software": None})
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)

@@ -19,7 +19,7 @@ import torch
 
 from lenscal.errors import LenscalError
 from lenscal.fsutil import sha256_file
-from lenscal.models.registry import LensFinder, create_model
+from lenscal.models.architectures import LensFinder, create_model
 from lenscal.preprocess import PreprocessSpec
 
 WEIGHTS = "model.safetensors"

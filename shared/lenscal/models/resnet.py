@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lenscal.models.architectures import LensFinder, ModelError, register_model
+
 
 class Bottleneck(nn.Module):
     def __init__(self, c_in: int, c_out: int, mid: int, stride: int) -> None:
@@ -50,3 +52,16 @@ class BottleneckedResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.blocks(self.stem(x))).flatten(1)
+
+
+@register_model(
+    "bottlenecked_resnet",
+    parameters=195_589,
+    embedding_dim=216,
+    description="the team's BottleneckedResNet (base 27 channels), Linear(8c, 1) head",
+)
+def bottlenecked_resnet(base_ch: int = 27, pretrained: bool = False, dropout: float = 0.0) -> LensFinder:
+    if pretrained:
+        raise ModelError("bottlenecked_resnet has no ImageNet weights; set train.pretrained: false")
+    backbone = BottleneckedResNet(base_ch)
+    return LensFinder(backbone, backbone.embedding_dim, dropout)

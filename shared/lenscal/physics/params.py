@@ -176,6 +176,34 @@ class ArcParams:
         return [{n: float(getattr(self, n)[i]) for n in PARAM_NAMES} for i in range(len(self))]
 
 
+#: The lens-side parameters of "no lens": an unlensed source (galaxies, stars in mocks).
+NO_LENS: dict[str, float] = {
+    "theta_e": 0.0,
+    "q_lens": 1.0,
+    "phi_lens": 0.0,
+    "lens_x": 0.0,
+    "lens_y": 0.0,
+    "gamma1": 0.0,
+    "gamma2": 0.0,
+}
+
+
+def psf_fields(fwhm: Iterable[float]) -> dict[str, float]:
+    """The psf_fwhm_g/r/z parameters from (g, r, z) FWHM in arcsec."""
+    g, r, z = (float(v) for v in fwhm)
+    return {"psf_fwhm_g": g, "psf_fwhm_r": r, "psf_fwhm_z": z}
+
+
+def example_arc() -> dict[str, float]:
+    """One valid lensed arc (warm-up renders, smoke checks): theta_E 1", a compact source."""
+    return {
+        "theta_e": 1.0, "q_lens": 0.8, "phi_lens": 0.0, "lens_x": 0.0, "lens_y": 0.0,
+        "gamma1": 0.0, "gamma2": 0.0, "src_x": 0.1, "src_y": 0.0, "r_e": 0.2, "n_sersic": 1.0,
+        "q_src": 0.8, "phi_src": 0.0, "mag_g": 23.0, "mag_r": 22.0, "mag_z": 21.5,
+        **psf_fields((1.2, 1.1, 1.0)),
+    }  # fmt: skip
+
+
 def flux_nmgy(mag: torch.Tensor) -> torch.Tensor:
     """AB magnitude -> flux in nanomaggies: 10^(-0.4 (m - 22.5))."""
     return torch.pow(10.0, -0.4 * (mag - 22.5))

@@ -11,7 +11,9 @@ import typer
 from lenscal.registry.ids import KINDS, RegistryError, kind_of
 
 app = typer.Typer(
-    help="The experiment registry: list, show, add, invalidate, verify, render.", no_args_is_help=True
+    name="registry",
+    help="The experiment registry: list, show, add, invalidate, verify, render.",
+    no_args_is_help=True,
 )
 UrlOption = Annotated[
     str | None,

@@ -1,1 +1,2 @@
-"""Scoring: inference engines over checkpoint bundles and the cross-request micro-batcher."""
+"""Scoring: the Scorer interface, inference engines, the micro-batcher, the transport-free
+core and the in-process Scorer."""

@@ -19,11 +19,10 @@ from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from lenscal.serving.errors import NotReadyError, OverloadedError
+from lenscal.errors import NotReadyError, OverloadedError
 
 Runner = Callable[[Hashable, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
@@ -50,7 +49,6 @@ class _Piece:
 class BatcherStats:
     batches: int = 0
     cutouts: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
 
 
 class MicroBatcher:
@@ -196,6 +194,6 @@ class MicroBatcher:
             request.future.set_result((request.logits, request.embeddings))
 
 
-def deadline_from(time_remaining: Any) -> float | None:
-    """grpc context.time_remaining() (seconds or None) -> a monotonic deadline."""
-    return None if time_remaining is None else time.monotonic() + float(time_remaining)
+def deadline_from(seconds_left: float | None) -> float | None:
+    """Seconds left (None: no deadline) -> a time.monotonic() deadline."""
+    return None if seconds_left is None else time.monotonic() + float(seconds_left)

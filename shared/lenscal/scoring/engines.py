@@ -1,6 +1,6 @@
 """Inference engines behind one interface. Both take raw (or preprocessed) cutouts, apply
-the bundle's PreprocessSpec (or a per-request override) through the one shared
-``preprocess`` in torch, and return float32 logits (+ embeddings).
+the given PreprocessSpec (the bundle's, or a per-request override of it) through the one
+shared ``preprocess`` in torch, and return float32 logits (+ embeddings).
 
 - ``torch``: the bundle's model; on CUDA bf16 autocast, channels_last, optional compile.
 - ``onnx``: ONNX Runtime on the bundle's ``model.onnx`` (CUDA / TensorRT providers when
@@ -15,9 +15,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from lenscal.device import resolve_device
 from lenscal.errors import LenscalError
-from lenscal.inference import predict
 from lenscal.models.bundle import ONNX, Bundle, export_onnx, load_bundle
+from lenscal.models.predict import predict
 from lenscal.preprocess import PreprocessSpec, preprocess
 
 
@@ -35,14 +36,13 @@ class TorchEngine:
     name = "torch"
 
     def __init__(
-        self, bundle_dir: str, device: str = "cpu", *, amp: bool = True, compile: bool = False
+        self, bundle_dir: str, device: str = "auto", *, amp: bool = True, compile: bool = False
     ) -> None:
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise LenscalError(f"--device {device}: no CUDA device is available")
-        self.device = device
-        self.bundle = load_bundle(bundle_dir, device=device)
+        dev = resolve_device(device)
+        self.device = str(dev)
+        self.bundle = load_bundle(bundle_dir, device=dev)
         self.amp = amp
-        if device.startswith("cuda"):
+        if dev.type == "cuda":
             self.bundle.model.to(memory_format=torch.channels_last)
         self.model: Any = torch.compile(self.bundle.model) if compile else self.bundle.model
 
@@ -65,16 +65,17 @@ class TorchEngine:
 class OnnxEngine:
     name = "onnx"
 
-    def __init__(self, bundle_dir: str, device: str = "cpu") -> None:
+    def __init__(self, bundle_dir: str, device: str = "auto") -> None:
         import onnxruntime as ort
 
+        dev = resolve_device(device)
         self.bundle = load_bundle(bundle_dir)
         path = self.bundle.path / ONNX
         if not path.is_file():
             export_onnx(self.bundle.path)
         available = ort.get_available_providers()
         wanted = ["CPUExecutionProvider"]
-        if device.startswith("cuda"):
+        if dev.type == "cuda":
             wanted = [
                 p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available
             ] + wanted
@@ -97,7 +98,7 @@ class OnnxEngine:
 ENGINES: dict[str, Callable[..., Engine]] = {"torch": TorchEngine, "onnx": OnnxEngine}
 
 
-def make_engine(kind: str, bundle_dir: str, device: str, **kwargs: Any) -> Engine:
+def make_engine(kind: str, bundle_dir: str, device: str = "auto", **kwargs: Any) -> Engine:
     if kind not in ENGINES:
         raise LenscalError(f"unknown engine {kind!r}; choose one of {sorted(ENGINES)}")
     return ENGINES[kind](bundle_dir, device, **kwargs)

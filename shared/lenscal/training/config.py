@@ -4,7 +4,8 @@ values are errors that name the key. lenscal's additions are optional keys:
 ``dataset.shards_dir``, ``dataset.annulus_r_in/out``, ``dataset.clip_range``,
 ``dataset.tier_col``, ``train.tier_loss_weights``, ``train.init_from`` (a registry ID),
 ``train.force_weighted_loss``, ``train.checkpoint_every``, ``train.seed``,
-``train.max_steps_per_epoch``, ``train.compile``, ``train.run_id``.
+``train.max_steps_per_epoch``, ``train.compile``, ``train.run_id``, ``train.model_args``
+(constructor arguments of the architecture, checked against its entrypoint).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.errors import LenscalError
 from lenscal.preprocess import PREPROCESSORS, PreprocessSpec
+from lenscal.validation import validated
 
 
 class ConfigError(LenscalError):
@@ -80,7 +82,10 @@ class AugmentConfig(_Section):
 
 class TrainConfig(_Section):
     arch: str = "resnet18"
-    base_ch: int = Field(27, ge=1)
+    #: The team's key for bottlenecked_resnet's width; any architecture argument can be
+    #: given in model_args (checked against the architecture's entrypoint).
+    base_ch: int | None = Field(None, ge=1)
+    model_args: dict[str, Any] = Field(default_factory=dict)
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(64, ge=1)
     effective_batch: int | None = Field(None, ge=1)
@@ -92,7 +97,7 @@ class TrainConfig(_Section):
     warmup_epochs: int = Field(0, ge=0)
     freeze_backbone_epochs: int = Field(0, ge=0)
     num_workers: int = Field(4, ge=0)
-    device: str = "cuda"
+    device: str = "auto"
     early_stopping_patience: int = Field(0, ge=0)
     out_dir: str = "runs/default"
     mixed_precision: bool = True
@@ -110,10 +115,16 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _checks(self) -> TrainConfig:
-        from lenscal.models import MODELS
+        from lenscal.models import MODELS, ModelError, check_model_args
 
         if self.arch not in MODELS:
             raise ValueError(f"arch {self.arch!r} is not one of {sorted(MODELS)}")
+        if "pretrained" in self.model_args:
+            raise ValueError("model_args.pretrained: use train.pretrained")
+        try:
+            check_model_args(self.arch, self.arch_kwargs)
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
         if self.effective_batch is not None and self.effective_batch % self.batch_size:
             raise ValueError(
                 f"effective_batch ({self.effective_batch}) must be a multiple of "
@@ -124,6 +135,12 @@ class TrainConfig(_Section):
         if self.tier_loss_weights and any(w < 0 for w in self.tier_loss_weights.values()):
             raise ValueError("tier_loss_weights must be >= 0")
         return self
+
+    @property
+    def arch_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of ``arch`` this config sets (the rest keep their defaults)."""
+        team = {"base_ch": self.base_ch} if self.base_ch is not None else {}
+        return {**team, **self.model_args}
 
     @property
     def accumulation_steps(self) -> int:
@@ -176,8 +193,4 @@ def config_from_dict(
         for key in ("manifest_path", "parquet_path", "shards_dir"):
             if dataset.get(key):
                 dataset[key] = str(Path(data_root) / Path(str(dataset[key])).name)
-    try:
-        return TrainingConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+    return validated(TrainingConfig, data, error=ConfigError, source=source)

@@ -23,12 +23,10 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from lenscal.data.ingest import shards_for_manifest
-from lenscal.data.manifest import read_manifest
+from lenscal.data.manifest import TIERS, read_manifest, tier_codes
 from lenscal.data.shards import ShardReader
 from lenscal.rng import numpy_rng
 from lenscal.training.config import ConfigError, TrainingConfig
-
-TIERS = ("A", "B")  # tier index 0, 1; -1 for negatives / unknown
 
 
 @dataclass
@@ -75,11 +73,7 @@ def load_training_data(config: TrainingConfig, *, progress: bool | None = None) 
                 f"the manifest of {shards_dir} lacks column {column!r} (dataset.label_col / split)"
             )
     weights = _loss_weights(table, config)
-    tiers = (
-        table[ds.tier_col].map({t: i for i, t in enumerate(TIERS)}).fillna(-1).to_numpy(np.int8)
-        if (ds.tier_col in table.columns)
-        else np.full(len(table), -1, np.int8)
-    )
+    tiers = tier_codes(table[ds.tier_col] if ds.tier_col in table.columns else None, len(table))
     labels = table[ds.label_col].to_numpy(np.float32)
 
     def split(name: str) -> SplitData:

@@ -1,0 +1,58 @@
+"""Choosing a Scorer or Injector: in-process when given a model bundle (or nothing, for the
+injector), over gRPC when given service addresses. Grids, diagnostics, flows and commands
+call these and then use only the interfaces (lenscal.scoring.api, lenscal.injection.api)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from lenscal.errors import LenscalError
+from lenscal.injection.api import Injector
+from lenscal.scoring.api import Scorer
+
+
+def open_scorer(
+    *,
+    model: str | Path | Sequence[str | Path] | None = None,
+    endpoints: str | Sequence[str] | None = None,
+    engine: str = "torch",
+    device: str = "auto",
+    token: str | None = None,
+    root_certificates: bytes | None = None,
+    **grpc_options: object,
+) -> Scorer:
+    """A LocalScorer over bundle(s) ``model``, or a GrpcScorer over ``endpoints``."""
+    given_endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints or [])
+    if (model is None or model == []) == (not given_endpoints):
+        raise LenscalError("give a model bundle (score in this process) or scorer endpoint(s), not both")
+    if given_endpoints:
+        from lenscal.rpc.scorer_client import GrpcScorer
+
+        return GrpcScorer(
+            given_endpoints,
+            token=token,
+            root_certificates=root_certificates,
+            **grpc_options,  # type: ignore[arg-type]
+        )
+    from lenscal.scoring.local import LocalScorer
+
+    assert model is not None
+    return LocalScorer(model, engine=engine, device=device)
+
+
+def open_injector(
+    *,
+    endpoint: str | None = None,
+    device: str = "auto",
+    token: str | None = None,
+    root_certificates: bytes | None = None,
+) -> Injector:
+    """A LocalInjector (rendering on ``device`` in this process), or a GrpcInjector."""
+    if endpoint:
+        from lenscal.rpc.injector_client import GrpcInjector
+
+        return GrpcInjector(endpoint, token=token, root_certificates=root_certificates)
+    from lenscal.injection.local import LocalInjector
+
+    return LocalInjector(device=device)

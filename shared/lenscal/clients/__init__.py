@@ -1,1 +1,0 @@
-"""Python clients for the lenscal gRPC services."""

@@ -1,0 +1,1 @@
+"""`make demo`: the product's main job on embedded defaults (no external data)."""

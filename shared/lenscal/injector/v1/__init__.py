@@ -1,1 +1,0 @@
-"""lenscal.injector.v1: gRPC code generated from proto/ by `make proto` (never committed)."""

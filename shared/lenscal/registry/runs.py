@@ -1,0 +1,80 @@
+"""Recording a run, in one place: training, evaluation, grids, diagnostics and flows all
+use ``recorded_run``, so every record goes Running -> done / Failed the same way, keeps
+its config snapshot and lineage, and takes its metrics only from the files the run wrote.
+
+    with recorded_run(registry, "E04-eval", kind="evaluation", results_dir=out,
+                      parents=[("gen5b", "checkpoint")]):
+        ... write out/metrics.json ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from lenscal.registry.ids import RegistryError, check_id
+from lenscal.registry.store import Registry
+
+log = logging.getLogger("lenscal.registry")
+
+
+@contextlib.contextmanager
+def recorded_run(
+    registry: Registry | None,
+    run_id: str | None,
+    *,
+    kind: str,
+    results_dir: str | Path,
+    config: Any = None,
+    parents: Iterable[tuple[str, str]] = (),
+    description: str = "",
+    done_status: str = "Complete",
+    rerun: bool = True,
+    artifacts: Callable[[], Iterable[Path]] | None = None,
+) -> Iterator[str | None]:
+    """Record the run ``run_id`` of ``kind`` around the body; yields the run id (None, and
+    nothing recorded, when ``registry`` or ``run_id`` is None).
+
+    Start: the ID is checked against its kind's rule; the record is created (or reopened)
+    as Running with ``config`` and the ``parents`` (ID, role) found in the registry (others
+    are listed in the record's extra ``unregistered_parents``). ``rerun=False`` refuses a
+    record already at ``done_status``.
+    Failure: status Failed, the error in the notes, the exception re-raised.
+    Success: metrics read from ``results_dir/metrics.json``, the files of ``artifacts()``
+    (default: every file in ``results_dir``) hashed, status ``done_status``.
+    """
+    if registry is None or run_id is None:
+        yield None
+        return
+    check_id(kind, run_id)
+    wanted = list(parents)
+    known = [(p, role) for p, role in wanted if registry.exists(p)]
+    missing = [f"{role}:{p}" for p, role in wanted if (p, role) not in known]
+    if registry.exists(run_id):
+        record = registry.get(run_id)
+        if record.kind != kind:
+            raise RegistryError(f"{run_id} is a {record.kind} record, not a {kind} run")
+        if record.status == done_status and not rerun:
+            raise RegistryError(f"registry: {run_id} is already {done_status}; give another run ID")
+        registry.set_status(run_id, "Running")
+        if config is not None:
+            registry.update(run_id, config=config)
+        for parent, role in known:
+            registry.add_parent(run_id, parent, role)
+    else:
+        registry.add(kind, run_id, status="Running", config=config, parents=known, description=description)
+    if missing:
+        registry.update(run_id, extra={"unregistered_parents": missing})
+        log.warning("%s: parents not in the registry: %s", run_id, ", ".join(missing))
+    try:
+        yield run_id
+    except BaseException as exc:
+        registry.set_status(run_id, "Failed")
+        registry.update(run_id, notes=f"failed: {type(exc).__name__}: {exc}"[:500])
+        raise
+    files = None if artifacts is None else [Path(a) for a in artifacts() if Path(a).exists()]
+    registry.record_results(run_id, results_dir, artifacts=files)
+    registry.set_status(run_id, done_status)

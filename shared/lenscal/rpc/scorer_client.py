@@ -1,0 +1,225 @@
+"""GrpcScorer: the Scorer interface over the scorer service. Cutouts go out as float16
+bytes (half the wire) in messages of ~64 cutouts, over several channels, round-robin
+across replica endpoints, with retries and backoff on UNAVAILABLE / RESOURCE_EXHAUSTED and
+a deadline on every call."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import numpy as np
+
+from lenscal.preprocess import PreprocessOverride, PreprocessSpec
+from lenscal.rpc.arrays import encode_batch
+from lenscal.rpc.auth import token_metadata
+from lenscal.rpc.health import wait_serving
+from lenscal.rpc.server import CHANNEL_OPTIONS
+from lenscal.rpc.status import RETRY_AFTER_KEY, RETRYABLE
+from lenscal.scoring.api import ModelInfo, Progress, ScoreResult
+from lenscal.survey import FLOAT16_MAX
+from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+
+
+class GrpcScorer:
+    def __init__(
+        self,
+        endpoints: str | Sequence[str],
+        *,
+        per_message: int = 64,
+        wire_dtype: str = "float16",
+        timeout_s: float = 120.0,
+        retries: int = 6,
+        backoff_s: float = 0.05,
+        channels_per_endpoint: int = 2,
+        concurrency: int = 4,
+        streaming: bool = False,
+        token: str | None = None,
+        root_certificates: bytes | None = None,
+    ) -> None:
+        self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        if not self.endpoints:
+            raise ValueError("give at least one endpoint")
+        if wire_dtype not in ("float16", "float32"):
+            raise ValueError("wire_dtype must be float16 or float32")
+        self.per_message, self.wire_dtype, self.timeout_s = per_message, wire_dtype, timeout_s
+        self.retries, self.backoff_s = retries, backoff_s
+        self.concurrency, self.streaming = concurrency, streaming
+        self._metadata = token_metadata(token)
+        self._channels: list[grpc.Channel] = []
+        for endpoint in self.endpoints:
+            for _ in range(channels_per_endpoint):
+                # Distinct channel args make gRPC open separate connections.
+                options = [*CHANNEL_OPTIONS, ("grpc.channel_id", len(self._channels))]
+                if root_certificates is not None:
+                    creds = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+                    self._channels.append(grpc.secure_channel(endpoint, creds, options=options))
+                else:
+                    self._channels.append(grpc.insecure_channel(endpoint, options=options))
+        self._stubs = [scorer_pb2_grpc.ScorerStub(c) for c in self._channels]
+        self._turn = itertools.count()
+        self._lock = threading.Lock()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _stub(self) -> scorer_pb2_grpc.ScorerStub:
+        with self._lock:
+            return self._stubs[next(self._turn) % len(self._stubs)]
+
+    def _call(self, request: scorer_pb2.ScoreRequest) -> scorer_pb2.ScoreResponse:
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return self._stub().Score(request, timeout=self.timeout_s, metadata=self._metadata)
+            except grpc.RpcError as error:
+                if error.code() not in RETRYABLE or attempt == self.retries:
+                    raise
+                hint = dict(error.trailing_metadata() or ()).get(RETRY_AFTER_KEY)
+                time.sleep(max(delay, float(hint)) if hint else delay)
+                delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        per_endpoint = max(1, len(self._channels) // len(self.endpoints))
+        for channel, endpoint in zip(self._channels[::per_endpoint], self.endpoints, strict=False):
+            wait_serving(channel, endpoint, deadline, "scorer")
+
+    def model_info(self, model: str = "") -> list[ModelInfo]:
+        reply = self._stub().GetModelInfo(
+            scorer_pb2.ModelInfoRequest(model=model), timeout=self.timeout_s, metadata=self._metadata
+        )
+        return [
+            ModelInfo(
+                name=m.name,
+                model_id=m.model_id,
+                architecture=m.architecture,
+                input_shape=(m.channels, m.height, m.width),
+                spec=PreprocessSpec.from_json(m.preprocess_spec_json),
+                embedding_dim=m.embedding_dim,
+                engine=m.engine,
+                device=m.device,
+                weights_sha256=m.weights_sha256,
+                is_default=m.is_default,
+            )
+            for m in reply.models
+        ]
+
+    def _requests(
+        self,
+        images: np.ndarray,
+        *,
+        model: str,
+        preprocessed: bool,
+        override: PreprocessOverride | None,
+        return_embeddings: bool,
+        ids: Sequence[str] | None,
+    ) -> Iterator[scorer_pb2.ScoreRequest]:
+        changes = override.model_dump(exclude_none=True) if override is not None else {}
+        for tag, start in enumerate(range(0, len(images), self.per_message)):
+            block = images[start : start + self.per_message]
+            dtype: Any = np.float16
+            finite = block[np.isfinite(block)]
+            if self.wire_dtype == "float32" or (finite.size and np.abs(finite).max() > FLOAT16_MAX):
+                dtype = np.float32  # float16 would overflow: send this message as float32
+            batch = encode_batch(
+                block, dtype=dtype, ids=list(ids[start : start + len(block)]) if ids is not None else None
+            )
+            request = scorer_pb2.ScoreRequest(
+                model=model,
+                batch=batch,
+                preprocessed=preprocessed,
+                return_embeddings=return_embeddings,
+                request_tag=tag,
+            )
+            for key, value in changes.items():
+                setattr(request.preprocess_override, key, float(value))
+            yield request
+
+    # --- scoring -------------------------------------------------------------------------
+
+    def score(
+        self,
+        cutouts: np.ndarray,
+        *,
+        model: str = "",
+        preprocessed: bool = False,
+        override: PreprocessOverride | None = None,
+        return_embeddings: bool = False,
+        ids: Sequence[str] | None = None,
+        progress: Progress | None = None,
+        concurrency: int | None = None,
+        streaming: bool | None = None,
+    ) -> ScoreResult:
+        """Score (N, 3, 101, 101) cutouts (raw nanomaggies unless ``preprocessed``);
+        ``concurrency`` / ``streaming`` override the client's defaults for this call."""
+        lanes = concurrency if concurrency is not None else self.concurrency
+        requests = list(
+            self._requests(
+                cutouts,
+                model=model,
+                preprocessed=preprocessed,
+                override=override,
+                return_embeddings=return_embeddings,
+                ids=ids,
+            )
+        )
+        if streaming if streaming is not None else self.streaming:
+            replies = self._stream(requests, lanes, progress)
+        else:
+            with ThreadPoolExecutor(max_workers=max(1, lanes)) as pool:
+                replies = []
+                for reply in pool.map(self._call, requests):
+                    replies.append(reply)
+                    if progress is not None:
+                        progress(len(reply.logits))
+        return _result(replies, return_embeddings)
+
+    def _stream(self, requests: list[scorer_pb2.ScoreRequest], lanes: int, progress: Any) -> list[Any]:
+        """Split the messages over ``lanes`` bidirectional streams (one per channel)."""
+        split = [requests[i :: max(1, lanes)] for i in range(max(1, lanes))]
+        results: dict[int, Any] = {}
+
+        def run(lane: list[scorer_pb2.ScoreRequest]) -> None:
+            if not lane:
+                return
+            for reply in self._stub().ScoreStream(
+                iter(lane), timeout=self.timeout_s, metadata=self._metadata
+            ):
+                results[reply.request_tag] = reply
+                if progress is not None:
+                    progress(len(reply.logits))
+
+        with ThreadPoolExecutor(max_workers=len(split)) as pool:
+            list(pool.map(run, split))
+        return [results[i] for i in range(len(requests))]
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+    def __enter__(self) -> GrpcScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _result(replies: list[scorer_pb2.ScoreResponse], return_embeddings: bool) -> ScoreResult:
+    if not replies:
+        return ScoreResult(np.empty(0, np.float32), np.empty(0, np.float32), None, "")
+    logits = np.concatenate([np.asarray(r.logits, dtype=np.float32) for r in replies])
+    probabilities = np.concatenate([np.asarray(r.probabilities, dtype=np.float32) for r in replies])
+    embeddings = None
+    if return_embeddings:
+        embeddings = np.concatenate(
+            [np.frombuffer(r.embeddings, dtype="<f4").reshape(-1, r.embedding_dim) for r in replies]
+        )
+    spec_json = replies[0].preprocess_spec_json
+    spec = PreprocessSpec.from_json(spec_json) if spec_json else None
+    return ScoreResult(logits, probabilities, embeddings, replies[0].model_id, spec)

@@ -1,0 +1,88 @@
+"""Exceptions -> gRPC status codes, in one place. Servicers raise plain lenscal errors
+(lenscal.errors); ``rpc_errors`` turns them into ``context.abort(code, message)``. Clients
+use ``RETRYABLE`` to decide what another attempt (or replica) may fix."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+from lenscal.errors import (
+    LenscalError,
+    NotFoundError,
+    NotReadyError,
+    OverloadedError,
+    UnauthenticatedError,
+)
+
+log = logging.getLogger("lenscal.rpc")
+
+#: First match wins: specific classes before their bases.
+STATUS_FOR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (NotReadyError, grpc.StatusCode.UNAVAILABLE),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
+    (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (LenscalError, grpc.StatusCode.INVALID_ARGUMENT),  # every other user-fixable problem
+)
+#: Codes a client retries (with backoff, on another replica when it has one).
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+#: Trailing-metadata key carrying a RESOURCE_EXHAUSTED back-off hint, seconds.
+RETRY_AFTER_KEY = "retry-after-s"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def status_for(exc: BaseException) -> grpc.StatusCode:
+    return next((code for cls, code in STATUS_FOR if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
+
+
+def abort_with(context: grpc.ServicerContext, exc: BaseException, where: str = "") -> None:
+    """End the call with the status ``exc`` maps to (never returns)."""
+    code = status_for(exc)
+    message = str(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        message = f"internal error{' in ' + where if where else ''}: {type(exc).__name__}: {exc}"
+    if isinstance(exc, OverloadedError):
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, f"{exc.retry_after_s:.3f}"),))
+    context.abort(code, message)
+
+
+def rpc_errors(method: F) -> F:
+    """Wrap a sync unary servicer method: mapped errors abort with their code; anything
+    unexpected is logged and answered INTERNAL, and the server keeps serving."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except Exception as exc:
+            _abort(context, exc, method.__name__)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def rpc_stream_errors(method: F) -> F:
+    """Like rpc_errors, for server-streaming methods (generators)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from method(self, request, context)
+        except Exception as exc:
+            _abort(context, exc, method.__name__)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception, name: str) -> None:
+    if isinstance(exc, grpc.RpcError) and hasattr(context, "code") and context.code() is not None:
+        raise exc  # already aborted
+    if status_for(exc) == grpc.StatusCode.INTERNAL:
+        log.exception("unexpected error in %s", name)
+    abort_with(context, exc, name)
