@@ -53,3 +53,7 @@ class NotReadyError(LenscalError):
 
 class UnauthenticatedError(LenscalError):
     """The call carries no valid credentials."""
+
+
+class RemoteError(LenscalError):
+    """A service failed in a way the caller cannot fix (its message says how)."""

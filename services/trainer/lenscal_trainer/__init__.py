@@ -1,3 +1,4 @@
-"""lenscal trainer service: the process entry point and its gRPC/CLI adapter over the lenscal library.
+"""lenscal trainer: training runs as a job (a container or a batch process), not a server.
 
-The servicer lands with its issue; the library code it adapts lives in shared/lenscal/."""
+``python -m lenscal_trainer --config CFG [...]`` is ``lenscal train --config CFG [...]``:
+the job's entry point, over lenscal.training."""

@@ -11,7 +11,9 @@ NaN pixels are legal (masked or uncovered) and are kept; ``Cutout.nan_count`` co
 
 from __future__ import annotations
 
+import io
 import os
+import threading
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -168,9 +170,16 @@ def _fits_bands(path: Path, header: Any, nbands: int) -> list[str]:
     return bands
 
 
+#: numpy parses every .npy header with ast.literal_eval, and CPython 3.11 before 3.11.8 can
+#: fail ast parsing run in several threads at once ("SystemError: AST constructor recursion
+#: depth mismatch", gh-106905): reader threads fetch the bytes in parallel, parse one at a time.
+NPY_PARSE_LOCK = threading.Lock()
+
+
 def _read_npz(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        raw = io.BytesIO(path.read_bytes())
+        with NPY_PARSE_LOCK, np.load(raw, allow_pickle=False) as npz:
             if "cutout" not in npz.files:
                 raise CutoutError(f"{path}: NPZ has no 'cutout' array (keys: {sorted(npz.files)})")
             hwc = npz["cutout"]

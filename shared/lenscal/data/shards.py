@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lenscal.data.cutouts import NPY_PARSE_LOCK
 from lenscal.errors import ShardError
 from lenscal.fsutil import atomic_write_text, sha256_file
 
@@ -227,7 +228,8 @@ class ShardReader:
         m = self._maps.get(s)
         if m is None:
             entry = self.index.shards[s]
-            m = np.load(self.directory / entry.file, mmap_mode="r")
+            with NPY_PARSE_LOCK:  # loader threads open maps concurrently (see lenscal.data.cutouts)
+                m = np.load(self.directory / entry.file, mmap_mode="r")
             if m.shape != (entry.rows, *self.record_shape) or m.dtype != self.dtype:
                 raise ShardError(
                     f"{self.directory / entry.file}: holds {m.shape} {m.dtype}, index says "

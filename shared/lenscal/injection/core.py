@@ -84,7 +84,7 @@ class InjectorCore:
                 device=self.device,
             )
         truth = result.truth
-        truth.insert(0, "host_id", hosts.ids or [str(i) for i in range(n)])
+        truth.insert(0, "host_id", hosts.ids or [str(i) for i in index])  # default: the injection index
         arcs = result.arcs.cpu().numpy() if return_arcs else None
         return InjectResult(result.images.cpu().numpy(), truth, arcs)
 

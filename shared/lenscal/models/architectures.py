@@ -151,4 +151,4 @@ def timm_backbone(timm_name: str, arch: str, pretrained: bool) -> tuple[nn.Modul
     backbone = timm.create_model(timm_name, pretrained=False, num_classes=0, in_chans=3)
     if pretrained:
         load_pretrained(backbone, arch)
-    return backbone, int(backbone.num_features)
+    return backbone, int(backbone.num_features)  # type: ignore[arg-type]

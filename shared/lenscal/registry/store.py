@@ -1,11 +1,6 @@
 """The registry store: records, lineage, metrics from files, artifacts with hashes.
-
-Default database: a SQLite file (WAL) at ``$LENSCAL_HOME/registry.sqlite``; team mode:
-``LENSCAL_REGISTRY_URL=postgresql://host/db``. The schema is brought to the newest alembic
-revision on open, under a lock, so several processes opening a fresh database at once
-are safe. SQLite writes use ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy
-timeout instead of failing mid-transaction.
-"""
+The database itself (location, engine, migrations) is lenscal.registry.db; verification
+and diffs are lenscal.registry.audit."""
 
 from __future__ import annotations
 
@@ -15,19 +10,26 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lenscal.fsutil import sha256_file
-from lenscal.home import lenscal_home
+from lenscal.registry import audit
+from lenscal.registry.db import default_url, make_engine, migrate
 from lenscal.registry.ids import KINDS, RegistryError, check_id, check_kind, check_status, kind_of
+from lenscal.registry.records import (
+    Diff,
+    Record,
+    VerifyProblem,
+    canonical_json,
+    detect_git_commit,
+    flatten_numbers,
+)
 from lenscal.registry.schema import (
     AliasRow,
     ArtifactRow,
@@ -38,129 +40,7 @@ from lenscal.registry.schema import (
     utcnow,
 )
 
-MIGRATIONS = Path(__file__).parent / "migrations"
 PARENT_ROLES = ("checkpoint", "injection_model", "grid", "init_from", "config", "data", "other")
-_PG_MIGRATION_LOCK = 0x1E45CA1  # any constant shared by every lenscal process
-
-
-def default_url() -> str:
-    url = os.environ.get("LENSCAL_REGISTRY_URL")
-    return url or f"sqlite:///{lenscal_home() / 'registry.sqlite'}"
-
-
-def make_engine(url: str) -> Engine:
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]  # psycopg 3 unless a driver is named
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 120})
-
-    @event.listens_for(engine, "connect")
-    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # transactions are begun below, not by pysqlite
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=120000")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
-def migrate(engine: Engine) -> None:
-    """Upgrade the schema to the newest revision (never drops records)."""
-    import logging
-
-    from alembic import command
-    from alembic.config import Config
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # no migration chatter in CLI output
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-
-@dataclass
-class Record:
-    """A read-only snapshot of one registry record."""
-
-    id: str
-    kind: str
-    status: str
-    description: str
-    notes: str
-    run_date: str | None
-    results_path: str | None
-    config: Any
-    config_sha256: str | None
-    git_commit: str | None
-    superseded_by: str | None
-    invalidated: bool
-    invalidated_reason: str | None
-    status_before_invalidation: str | None
-    upstream_invalid: list[dict[str, str]]
-    parents: list[dict[str, str]]
-    metrics: dict[str, float | str]
-    metric_sources: dict[str, str]
-    artifacts: list[dict[str, Any]]
-    aliases: list[str]
-    extra: dict[str, Any]
-    section: str | None
-    position: int
-    created_at: str
-    updated_at: str
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class VerifyProblem:
-    record_id: str
-    path: str
-    problem: str  # "missing", "changed", "metric drift: ..."
-
-
-@dataclass
-class Diff:
-    a: str
-    b: str
-    config: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    metrics: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def detect_git_commit(cwd: Path | None = None) -> str | None:
-    """HEAD of the git checkout at cwd, with '-dirty' when it has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}-dirty" if dirty else head
 
 
 class Registry:
@@ -173,7 +53,7 @@ class Registry:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
 
@@ -205,7 +85,7 @@ class Registry:
             raise RegistryError("a record is invalidated with `invalidate`, not created invalidated")
         config_json = None if config is None else canonical_json(config)
         try:
-            with self._tx() as s:
+            with self.transaction() as s:
                 row = RecordRow(
                     id=run_id,
                     kind=kind,
@@ -232,7 +112,7 @@ class Registry:
         return self.get(run_id)
 
     def add_parent(self, run_id: str, parent: str, role: str) -> Record:
-        with self._tx() as s:
+        with self.transaction() as s:
             self._link(s, self._row(s, run_id, lock=True), parent, role)
         return self.get(run_id)
 
@@ -240,7 +120,7 @@ class Registry:
         status = check_status(status)
         if status == "Invalidated":
             raise RegistryError("use `invalidate` (it needs a reason) to invalidate a record")
-        with self._tx() as s:
+        with self.transaction() as s:
             row = self._row(s, run_id, lock=True)
             if row.status == "Invalidated":
                 raise RegistryError(
@@ -264,7 +144,7 @@ class Registry:
         unknown = set(fields) - allowed
         if unknown:
             raise RegistryError(f"cannot update {sorted(unknown)}; updatable fields: {sorted(allowed)}")
-        with self._tx() as s:
+        with self.transaction() as s:
             row = self._row(s, run_id, lock=True)
             for key, value in fields.items():
                 if key == "config":
@@ -284,7 +164,7 @@ class Registry:
         source: str = "cli",
         source_sha256: str | None = None,
     ) -> Record:
-        with self._tx() as s:
+        with self.transaction() as s:
             row = self._row(s, run_id, lock=True)
             for name, value in metrics.items():
                 _put_metric(s, row, name, value, source, source_sha256)
@@ -299,7 +179,7 @@ class Registry:
             if not path.is_file():
                 raise RegistryError(f"artifact {path} does not exist")
             hashed.append((str(path), sha256_file(path), path.stat().st_size))
-        with self._tx() as s:
+        with self.transaction() as s:
             row = self._row(s, run_id, lock=True)
             existing = {a.path: a for a in row.artifacts}
             for path_str, digest, size in hashed:
@@ -348,7 +228,7 @@ class Registry:
     def invalidate(self, ref: str, reason: str, superseded_by: str | None = None) -> Record:
         if not reason.strip():
             raise RegistryError("invalidating needs a reason")
-        with self._tx() as s:
+        with self.transaction() as s:
             row = self._row(s, ref, lock=True)
             if superseded_by is not None:
                 successor = self._row(s, superseded_by)
@@ -368,7 +248,7 @@ class Registry:
             raise RegistryError(
                 f"alias {name!r} looks like a record ID; choose a name such as 'current-best'"
             )
-        with self._tx() as s:
+        with self.transaction() as s:
             row = self._row(s, ref)
             existing = s.get(AliasRow, name)
             if existing is None:
@@ -379,7 +259,7 @@ class Registry:
         return self.get(run_id)
 
     def set_document(self, key: str, text: str) -> None:
-        with self._tx() as s:
+        with self.transaction() as s:
             doc = s.get(DocumentRow, key)
             if doc is None:
                 s.add(DocumentRow(key=key, text=text))
@@ -389,12 +269,12 @@ class Registry:
     # --- reading -------------------------------------------------------------------------
 
     def document(self, key: str) -> str | None:
-        with self._tx() as s:
+        with self.transaction() as s:
             doc = s.get(DocumentRow, key)
             return None if doc is None else doc.text
 
     def resolve(self, ref: str) -> str:
-        with self._tx() as s:
+        with self.transaction() as s:
             return self._row(s, ref).id
 
     def exists(self, ref: str) -> bool:
@@ -405,7 +285,7 @@ class Registry:
         return True
 
     def get(self, ref: str) -> Record:
-        with self._tx() as s:
+        with self.transaction() as s:
             row = self._row(s, ref)
             return self._snapshot(s, row, self._lineage(s))
 
@@ -416,7 +296,7 @@ class Registry:
             check_kind(kind)
         if status is not None:
             status = check_status(status)
-        with self._tx() as s:
+        with self.transaction() as s:
             query = select(RecordRow).order_by(RecordRow.position, RecordRow.id)
             if kind is not None:
                 query = query.where(RecordRow.kind == kind)
@@ -430,62 +310,13 @@ class Registry:
         return records
 
     def diff(self, a: str, b: str) -> Diff:
-        ra, rb = self.get(a), self.get(b)
-        result = Diff(ra.id, rb.id)
-        ca, cb = flatten_any(ra.config or {}), flatten_any(rb.config or {})
-        result.config = {
-            k: (ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)
-        }
-        ma, mb = ra.metrics, rb.metrics
-        result.metrics = {
-            k: (ma.get(k), mb.get(k)) for k in sorted(set(ma) | set(mb)) if ma.get(k) != mb.get(k)
-        }
-        for name in ("kind", "status", "git_commit", "config_sha256"):
-            va, vb = getattr(ra, name), getattr(rb, name)
-            if va != vb:
-                result.fields[name] = (va, vb)
-        pa = sorted((p["role"], p["id"]) for p in ra.parents)
-        pb = sorted((p["role"], p["id"]) for p in rb.parents)
-        if pa != pb:
-            result.fields["parents"] = (pa, pb)
-        return result
+        return audit.diff(self.get(a), self.get(b))
 
     def verify(self) -> list[VerifyProblem]:
         """Re-hash every artifact; re-read every metrics file and compare the numbers."""
-        problems: list[VerifyProblem] = []
-        with self._tx() as s:
-            artifacts = [(a.record_id, a.path, a.sha256) for a in s.scalars(select(ArtifactRow))]
-            metrics = [
-                (m.record_id, m.name, m.value, m.source, m.source_sha256)
-                for m in s.scalars(select(MetricRow).where(MetricRow.source_sha256.is_not(None)))
-            ]
-        for record_id, path, digest in artifacts:
-            p = Path(path)
-            if not p.is_file():
-                problems.append(VerifyProblem(record_id, path, "missing"))
-            elif sha256_file(p) != digest:
-                problems.append(
-                    VerifyProblem(record_id, path, "changed (SHA-256 differs from the recorded one)")
-                )
-        cache: dict[str, dict[str, float] | None] = {}
-        for record_id, name, value, source, _digest in metrics:
-            if source not in cache:
-                try:
-                    cache[source] = flatten_numbers(json.loads(Path(source).read_text()))
-                except (OSError, json.JSONDecodeError):
-                    cache[source] = None
-            numbers = cache[source]
-            if numbers is None:
-                problems.append(VerifyProblem(record_id, source, f"metric {name}: source file unreadable"))
-            elif name not in numbers or not _same_number(numbers[name], value):
-                problems.append(
-                    VerifyProblem(
-                        record_id,
-                        source,
-                        f"metric drift: registry {name}={value}, file says {numbers.get(name)}",
-                    )
-                )
-        return problems
+        with self.transaction() as s:
+            artifacts, metrics = audit.recorded_files(s)
+        return audit.verify(artifacts, metrics)
 
     # --- internals -----------------------------------------------------------------------
 
@@ -608,28 +439,3 @@ def _next_position(s: Session) -> int:
 
 def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _same_number(a: float, b: float | None) -> bool:
-    return b is not None and math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
-
-
-def flatten_numbers(value: Any, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of nested dicts as {"a.b": x}; strings, lists and booleans are skipped."""
-    out: dict[str, float] = {}
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            out.update(flatten_numbers(item, f"{prefix}{key}."))
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        out[prefix[:-1]] = float(value)
-    return out
-
-
-def flatten_any(value: Any, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            out.update(flatten_any(item, f"{prefix}{key}."))
-    else:
-        out[prefix[:-1]] = value
-    return out

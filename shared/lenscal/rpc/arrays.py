@@ -16,7 +16,7 @@ WIRE_DTYPES: dict[int, np.dtype[Any]] = {
     arrays_pb2.FLOAT32: np.dtype("<f4"),
     arrays_pb2.FLOAT16: np.dtype("<f2"),
 }
-WIRE_CODES = {dtype: code for code, dtype in WIRE_DTYPES.items()}
+WIRE_CODES: dict[np.dtype[Any], Any] = {dtype: code for code, dtype in WIRE_DTYPES.items()}
 
 
 def decode_batch(
@@ -72,7 +72,7 @@ def encode_batch(
     )
 
 
-def wire_code(dtype: Any) -> int:
+def wire_code(dtype: Any) -> Any:
     """The DType enum value of a numpy dtype (float32 or float16)."""
     wire = np.dtype(dtype).newbyteorder("<")
     if wire not in WIRE_CODES:

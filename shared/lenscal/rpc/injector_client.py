@@ -26,6 +26,7 @@ from lenscal.rpc.arrays import decode_batch, encode_batch, wire_code
 from lenscal.rpc.auth import token_metadata
 from lenscal.rpc.health import wait_serving
 from lenscal.rpc.server import CHANNEL_OPTIONS
+from lenscal.rpc.status import as_lenscal_errors
 from lenscal_pb.injector.v1 import injector_pb2, injector_pb2_grpc
 
 
@@ -70,7 +71,8 @@ class GrpcInjector:
                 return_dtype=self.return_dtype,
                 indices=range(start, min(start + per_message, len(params))),
             )
-            reply = self.stub.Render(request, timeout=self.timeout_s, metadata=self._metadata)
+            with as_lenscal_errors():
+                reply = self.stub.Render(request, timeout=self.timeout_s, metadata=self._metadata)
             parts.append(np.array(decode_batch(reply.arcs, field="arcs")[0]))
         return np.concatenate(parts)
 
@@ -102,7 +104,8 @@ class GrpcInjector:
                 request.injection_indices.extend(piece.indices)
             if piece.draw is not None:
                 _draw_message(request.prior_draw, piece.draw, piece.indices)
-            reply = self.stub.Inject(request, timeout=self.timeout_s, metadata=self._metadata)
+            with as_lenscal_errors():
+                reply = self.stub.Inject(request, timeout=self.timeout_s, metadata=self._metadata)
             results.append(
                 InjectResult(
                     images=np.array(decode_batch(reply.injected, field="injected")[0]),
@@ -140,7 +143,7 @@ def _draw_message(message: injector_pb2.PriorDraw, draw: PriorDraw, indices: Seq
 
 def _arc_messages(params: ArcParams) -> list[injector_pb2.ArcParams]:
     messages = [
-        injector_pb2.ArcParams(**{name: float(record[name]) for name in PARAM_NAMES})
+        injector_pb2.ArcParams(**{name: float(record[name]) for name in PARAM_NAMES})  # type: ignore[arg-type]
         for record in params.records()
     ]
     if params.clumps is not None:

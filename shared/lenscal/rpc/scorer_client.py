@@ -20,7 +20,7 @@ from lenscal.rpc.arrays import encode_batch
 from lenscal.rpc.auth import token_metadata
 from lenscal.rpc.health import wait_serving
 from lenscal.rpc.server import CHANNEL_OPTIONS
-from lenscal.rpc.status import RETRY_AFTER_KEY, RETRYABLE
+from lenscal.rpc.status import RETRY_AFTER_KEY, RETRYABLE, as_lenscal_errors
 from lenscal.scoring.api import ModelInfo, Progress, ScoreResult
 from lenscal.survey import FLOAT16_MAX
 from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
@@ -91,9 +91,10 @@ class GrpcScorer:
             wait_serving(channel, endpoint, deadline, "scorer")
 
     def model_info(self, model: str = "") -> list[ModelInfo]:
-        reply = self._stub().GetModelInfo(
-            scorer_pb2.ModelInfoRequest(model=model), timeout=self.timeout_s, metadata=self._metadata
-        )
+        with as_lenscal_errors():
+            reply = self._stub().GetModelInfo(
+                scorer_pb2.ModelInfoRequest(model=model), timeout=self.timeout_s, metadata=self._metadata
+            )
         return [
             ModelInfo(
                 name=m.name,
@@ -169,15 +170,16 @@ class GrpcScorer:
                 ids=ids,
             )
         )
-        if streaming if streaming is not None else self.streaming:
-            replies = self._stream(requests, lanes, progress)
-        else:
-            with ThreadPoolExecutor(max_workers=max(1, lanes)) as pool:
-                replies = []
-                for reply in pool.map(self._call, requests):
-                    replies.append(reply)
-                    if progress is not None:
-                        progress(len(reply.logits))
+        with as_lenscal_errors():
+            if streaming if streaming is not None else self.streaming:
+                replies = self._stream(requests, lanes, progress)
+            else:
+                with ThreadPoolExecutor(max_workers=max(1, lanes)) as pool:
+                    replies = []
+                    for reply in pool.map(self._call, requests):
+                        replies.append(reply)
+                        if progress is not None:
+                            progress(len(reply.logits))
         return _result(replies, return_embeddings)
 
     def _stream(self, requests: list[scorer_pb2.ScoreRequest], lanes: int, progress: Any) -> list[Any]:

@@ -4,6 +4,7 @@ use ``RETRYABLE`` to decide what another attempt (or replica) may fix."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from lenscal.errors import (
     NotFoundError,
     NotReadyError,
     OverloadedError,
+    RemoteError,
+    RequestError,
     UnauthenticatedError,
 )
 
@@ -36,6 +39,34 @@ RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXH
 RETRY_AFTER_KEY = "retry-after-s"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def as_lenscal_errors() -> Iterator[None]:
+    """Client side: a failed call raises error_from_rpc(...) instead of grpc.RpcError."""
+    try:
+        yield
+    except grpc.RpcError as error:
+        raise error_from_rpc(error) from None
+
+
+def error_from_rpc(error: grpc.RpcError) -> Exception:
+    """The lenscal error a failed call stands for, so callers of the gRPC clients catch the
+    same exceptions as callers of the in-process implementations."""
+    code = error.code() if hasattr(error, "code") else None
+    details = (error.details() if hasattr(error, "details") else None) or str(error)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        field, sep, problem = details.partition(": ")
+        return RequestError(field, problem) if sep else LenscalError(details)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        hint = dict(error.trailing_metadata() or ()).get(RETRY_AFTER_KEY)
+        return OverloadedError(details, float(hint) if hint else 0.5)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return TimeoutError(details)
+    for cls, mapped in STATUS_FOR:
+        if mapped == code and issubclass(cls, LenscalError):
+            return cls(details)
+    return RemoteError(f"{code.name if code else 'error'}: {details}")
 
 
 def status_for(exc: BaseException) -> grpc.StatusCode:

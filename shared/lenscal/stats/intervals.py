@@ -61,6 +61,3 @@ def clopper_pearson(k: int, n: int, level: float = 0.68) -> Interval:
     low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
     high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
     return Interval("clopper_pearson", level, k, n, k / n, low, high)
-
-
-INTERVALS = {"jeffreys": jeffreys, "wilson": wilson, "clopper_pearson": clopper_pearson}

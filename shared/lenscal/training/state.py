@@ -137,7 +137,7 @@ def save_epoch(
 ) -> None:
     """``best/`` when improved, ``epoch_NNN/`` every checkpoint_every epochs, ``last/`` always
     (with the optimizer and progress, so a kill loses at most this epoch)."""
-    common = {
+    common: dict[str, Any] = {
         "arch": config.train.arch,
         "arch_kwargs": config.train.arch_kwargs,
         "spec": spec,
