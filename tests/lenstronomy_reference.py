@@ -1,6 +1,9 @@
-"""Render the same arcs with lenstronomy, like with like: same pixel grid, same PSF kernel
-(passed as a PIXEL kernel), same oversampling, binning before convolution. Used by the
-physics tests and by make_golden.py (never by the product)."""
+"""Render the same arcs with lenstronomy as the reference: same pixel grid and lens/source
+definitions, and lenstronomy's own PSF handling, never lenscal's kernel: the lensed source
+is convolved with the optical PSF on a supersampled grid and only then binned to pixels
+(``supersampling_convolution``), which counts the pixel response exactly once. A Gaussian
+PSF is lenstronomy's GAUSSIAN; a Moffat is an analytic kernel sampled here on the
+supersampled grid. Used by the physics tests and make_golden.py (never by the product)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,23 @@ import numpy as np
 import torch
 
 from lenscal.physics import ArcParams, RenderSpec, flux_nmgy
-from lenscal.physics.psf import kernel_half_width, psf_kernels
 from lenscal.physics.source import sersic_b, sersic_ie
 
 
-def lenstronomy_arcs(params: ArcParams, spec: RenderSpec) -> np.ndarray:
-    """(N, 3, H, W) float64 nanomaggies per pixel."""
+def moffat_supersampled(fwhm_arcsec: float, beta: float, pixel_scale: float, factor: int) -> np.ndarray:
+    """An odd-sized Moffat kernel at ``factor`` sub-pixels per pixel, covering 99.99% of the flux."""
+    alpha = fwhm_arcsec / pixel_scale / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))  # pixels
+    radius_px = alpha * np.sqrt(1e4 ** (1.0 / (beta - 1.0)) - 1.0)
+    half = int(np.ceil(radius_px * factor))
+    offsets = np.arange(-half, half + 1) / factor
+    r2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    kernel = (1.0 + r2 / alpha**2) ** (-beta)
+    return kernel / kernel.sum()
+
+
+def lenstronomy_arcs(params: ArcParams, spec: RenderSpec, supersample: int | None = None) -> np.ndarray:
+    """(N, 3, H, W) float64 nanomaggies per pixel; ``supersample`` sub-pixels per pixel side
+    for both the source and the convolution (default: the spec's oversample)."""
     from lenstronomy.Data.imaging_data import ImageData
     from lenstronomy.Data.psf import PSF
     from lenstronomy.ImSim.image_model import ImageModel
@@ -31,7 +45,8 @@ def lenstronomy_arcs(params: ArcParams, spec: RenderSpec) -> np.ndarray:
         ra_at_xy_0=-c * s,
         dec_at_xy_0=-c * s,
     )
-    numerics = {"supersampling_factor": spec.oversample, "supersampling_convolution": False}
+    factor = supersample or spec.oversample
+    numerics = {"supersampling_factor": factor, "supersampling_convolution": True}
     out = np.zeros((len(params), 3, size, size))
     for i, p in enumerate(params.records()):
         e1, e2 = param_util.phi_q2_ellipticity(p["phi_lens"], p["q_lens"])
@@ -48,12 +63,17 @@ def lenstronomy_arcs(params: ArcParams, spec: RenderSpec) -> np.ndarray:
             flux = float(flux_nmgy(torch.tensor(p[f"mag_{name}"], dtype=torch.float64)))
             i_e = float(sersic_ie(torch.tensor(flux), torch.tensor(p["r_e"]), n[0], torch.tensor(b_exact)))
             amp = i_e * np.exp(-b_exact * ((r_sersic / p["r_e"]) ** (1.0 / p["n_sersic"]) - 1.0))
-            fwhm_px = torch.tensor([p[f"psf_fwhm_{name}"] / s], dtype=torch.float64)
-            half = kernel_half_width(float(fwhm_px[0]), spec.psf, spec.moffat_beta)
-            kernel = psf_kernels(fwhm_px, half, spec.psf, spec.moffat_beta)[0].numpy()
+            fwhm = p[f"psf_fwhm_{name}"]
+            if spec.psf == "gaussian":
+                psf = PSF(psf_type="GAUSSIAN", fwhm=fwhm, truncation=6)
+            else:
+                kernel = moffat_supersampled(fwhm, spec.moffat_beta, s, factor)
+                psf = PSF(
+                    psf_type="PIXEL", kernel_point_source=kernel, point_source_supersampling_factor=factor
+                )
             model = ImageModel(
                 data,
-                PSF(psf_type="PIXEL", kernel_point_source=kernel),
+                psf,
                 lens_model_class=LensModel(["SIE", "SHEAR"]),
                 source_model_class=LightModel(["SERSIC_ELLIPSE"]),
                 kwargs_numerics=numerics,

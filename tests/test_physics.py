@@ -28,12 +28,21 @@ def params(**changes: float) -> ArcParams:
     return ArcParams.from_records([{**BASE, **changes}])
 
 
-def assert_like_reference(ours: np.ndarray, reference: np.ndarray) -> None:
+def assert_like_reference(
+    ours: np.ndarray, reference: np.ndarray, *, flux: float = 1e-5, pixel: float = 3e-2, peak: float = 1.5e-2
+) -> None:
+    """Against lenstronomy's supersampled convolution (source and PSF on the same 4x4 sub-pixel
+    grid, binned after convolving: the pixel response counted once). Over 20 prior draws,
+    lenscal (pixel-integrated light convolved with the PSF sampled at pixel centres) agreed
+    in flux to 8e-7, in pixels to 2.0e-2 and in peaks to 1.1e-2 of the peak; the reference
+    itself moves by up to 1.8e-2 of the peak between 4x4 and 8x8 sub-pixels (sharp arcs of
+    cuspy n > 1.5 sources near caustics), so that, not the PSF, sets these bounds."""
     for i in range(reference.shape[0]):
         for band in range(3):
             o, r = ours[i, band].astype(np.float64), reference[i, band].astype(np.float64)
-            assert abs(o.sum() - r.sum()) <= 1e-4 * r.sum(), (i, band)
-            assert np.abs(o - r).max() <= 1e-4 * r.max(), (i, band)
+            assert abs(o.sum() - r.sum()) <= flux * r.sum(), (i, band, o.sum(), r.sum())
+            assert np.abs(o - r).max() <= pixel * r.max(), (i, band, np.abs(o - r).max() / r.max())
+            assert abs(o.max() - r.max()) <= peak * r.max(), (i, band, o.max() / r.max() - 1)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -52,7 +61,24 @@ def test_matches_lenstronomy_with_moffat_psf() -> None:
 
     draws = random_params(2, seed=9)
     spec = RenderSpec(psf="moffat", moffat_beta=3.0)  # kernel (83 px) fits inside the stamp
-    assert_like_reference(render_arcs(draws, spec).numpy(), lenstronomy_arcs(draws, spec))
+    reference = lenstronomy_arcs(draws, spec)
+    assert_like_reference(render_arcs(draws, spec).numpy(), reference, flux=5e-4, pixel=1.5e-2, peak=1e-2)
+
+
+@pytest.mark.parametrize("fwhm", [0.9, 1.2, 1.6])
+def test_pixel_response_is_counted_once(fwhm: float) -> None:
+    """A compact arc against lenstronomy convolving at 8x8 sub-pixels before binning: the
+    peak agrees within 0.5% (a pixel-integrated kernel on pixel-integrated light made it
+    1.8% / 1.1% / 0.3% low at 0.9 / 1.2 / 1.6 arcsec)."""
+    pytest.importorskip("lenstronomy", reason="lenstronomy is in the dev extra")
+    from .lenstronomy_reference import lenstronomy_arcs
+
+    arc = params(r_e=0.15, n_sersic=1.0, psf_fwhm_g=fwhm, psf_fwhm_r=fwhm, psf_fwhm_z=fwhm)
+    spec = RenderSpec(dtype="float64")
+    ours = render_arcs(arc, spec).numpy()[0].astype(np.float64)
+    reference = lenstronomy_arcs(arc, spec, supersample=8)[0]
+    for band in range(3):
+        assert ours[band].max() == pytest.approx(reference[band].max(), rel=5e-3), band
 
 
 def test_golden_stamps_made_with_lenstronomy() -> None:

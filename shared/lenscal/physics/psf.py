@@ -1,4 +1,11 @@
-"""PSF kernels sized to their FWHM, pixel-integrated, normalised to unit sum.
+"""PSF kernels sized to their FWHM, sampled at pixel centres, normalised to unit sum.
+
+The pixel response is counted once: the renderer integrates the lensed source over each
+pixel (RenderSpec.oversample) and then convolves with the *optical* PSF sampled at the
+pixel offsets. (Convolving pixel-integrated light with a pixel-integrated kernel counted the
+pixel twice: arc peaks 1.8% / 1.1% / 0.3% low at FWHM 0.9 / 1.2 / 1.6 arcsec.) Sampling at
+pixel centres equals the continuous convolution up to aliasing of the PSF's spectrum beyond
+the pixel frequency, which is below 1e-15 of the peak for a Gaussian of FWHM >= 0.8".
 
 A kernel's half-width covers the radius that encloses 99.9% of the profile's flux, so at
 most ~0.1% is cut before renormalising. Gaussian: ``r = sigma sqrt(2 ln 1000)``; Moffat
@@ -36,10 +43,9 @@ def psf_kernels(
     half_width: int | None = None,
     profile: str = "gaussian",
     beta: float = 3.5,
-    oversample: int = 5,
 ) -> torch.Tensor:
-    """Kernels of shape (*fwhm_px.shape, 2h+1, 2h+1), each integrated over its pixels
-    (exactly via erf for a Gaussian; on an ``oversample``^2 sub-grid for a Moffat).
+    """Kernels of shape (*fwhm_px.shape, 2h+1, 2h+1): the optical profile at integer pixel
+    offsets.
 
     Each kernel is cut at its *own* half-width (kernel_half_width of its FWHM) and then
     normalised, so a kernel never depends on what else is in the batch; ``half_width``
@@ -52,26 +58,20 @@ def psf_kernels(
         raise PhysicsError(f"half_width {half_width} px is smaller than a kernel needs ({max(own)} px)")
     device, dtype = fwhm_px.device, torch.float64
     lead = fwhm_px.reshape(-1, 1, 1).to(dtype)
+    offsets = torch.arange(-half_width, half_width + 1, device=device, dtype=dtype)
+    r2 = (offsets.reshape(-1, 1) ** 2 + offsets.reshape(1, -1) ** 2).unsqueeze(0)
     if profile == "gaussian":
         sigma = lead / FWHM_PER_SIGMA
-        edges = torch.arange(-half_width - 0.5, half_width + 1.0, 1.0, device=device, dtype=dtype)
-        cdf = 0.5 * (1.0 + torch.erf(edges.reshape(1, 1, -1) / (sigma * math.sqrt(2.0))))
-        one_d = cdf[..., 1:] - cdf[..., :-1]  # (M, 1, 2h+1)
-        kernel = one_d.transpose(1, 2) * one_d  # separable: (M, 2h+1, 2h+1)
+        kernel = torch.exp(-r2 / (2.0 * sigma**2))
     elif profile == "moffat":
         if beta <= 1.0:
             raise PhysicsError(f"moffat_beta={beta} must be > 1 (finite flux)")
         alpha = lead / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
-        step = 1.0 / oversample
-        sub = torch.arange(-half_width - 0.5 + step / 2, half_width + 0.5, step, device=device, dtype=dtype)
-        r2 = sub.reshape(-1, 1) ** 2 + sub.reshape(1, -1) ** 2
-        fine = torch.pow(1.0 + r2.unsqueeze(0) / alpha**2, -beta)
-        size = 2 * half_width + 1
-        kernel = fine.reshape(-1, size, oversample, size, oversample).mean(dim=(2, 4))
+        kernel = torch.pow(1.0 + r2 / alpha**2, -beta)
     else:
         raise PhysicsError(f"unknown PSF profile {profile!r}; choose 'gaussian' or 'moffat'")
-    offsets = torch.arange(-half_width, half_width + 1, device=device).abs()
-    reach = torch.maximum(offsets.reshape(-1, 1), offsets.reshape(1, -1))  # Chebyshev distance
+    reach = offsets.abs().long()
+    reach = torch.maximum(reach.reshape(-1, 1), reach.reshape(1, -1))  # Chebyshev distance
     limits = torch.tensor(own, device=device).reshape(-1, 1, 1)
     kernel = torch.where(reach.unsqueeze(0) <= limits, kernel, torch.zeros((), dtype=dtype, device=device))
     kernel = kernel / kernel.sum(dim=(-2, -1), keepdim=True)
