@@ -13,6 +13,7 @@ import torch
 
 from lenscal.data.cutouts import read_cutout
 from lenscal.injection import get_prior, host_pool, host_psf_fwhm, host_shape, inject, sample_params
+from lenscal.injection.hosts import host_moments
 from lenscal.injection.priors import InjectionPrior, PriorError
 from lenscal.physics import ArcParams, RenderSpec, render_arcs
 
@@ -65,8 +66,42 @@ def test_draws_follow_the_prior() -> None:
     assert (beta < 0.3).mean() == pytest.approx(8 / 15, abs=0.025)
     assert (drawn.mag_g - drawn.mag_r).mean() == pytest.approx(1.15, abs=0.02)
     assert (drawn.mag_r - drawn.mag_z).std() == pytest.approx(0.20, abs=0.01)
+    # The team's engine: each shear component N(0, sigma), so |gamma| is Rayleigh(sigma).
+    assert drawn.gamma1.std() == pytest.approx(0.05, rel=0.05) and abs(drawn.gamma1.mean()) < 0.004
+    assert drawn.gamma2.std() == pytest.approx(0.05, rel=0.05) and abs(drawn.gamma2.mean()) < 0.004
     shear = np.hypot(drawn.gamma1, drawn.gamma2)
-    assert shear.mean() == pytest.approx(0.05 * np.sqrt(2 / np.pi), rel=0.05)  # half-normal mean
+    assert shear.mean() == pytest.approx(0.05 * np.sqrt(np.pi / 2), rel=0.05)  # 0.063, Rayleigh mean
+
+
+def test_half_normal_shear_is_a_named_option() -> None:
+    prior = InjectionPrior.model_validate({"lens_params": {"shear": "half_normal_magnitude"}})
+    drawn = pd.DataFrame(sample_params(prior, np.full(4000, 1.5), np.full((4000, 3), 1.2), seed=7).records())
+    shear = np.hypot(drawn.gamma1, drawn.gamma2)
+    assert shear.mean() == pytest.approx(0.05 * np.sqrt(2 / np.pi), rel=0.05)  # 0.040, half-normal mean
+
+
+@pytest.mark.parametrize(
+    ("definition", "q_src"), [("major_axis", 1.0), ("major_axis", 0.4), ("circularised", 0.4)]
+)
+def test_r_e_means_what_the_prior_says(definition: str, q_src: float) -> None:
+    """Half the unlensed flux lies inside the ellipse whose semi-major axis is the prior's R_e
+    (team convention) or whose geometric-mean radius is R_e (circularised)."""
+    prior = InjectionPrior.model_validate(
+        {"source_params": {"re_arcsec_range": [0.4, 0.4], "q_range": [q_src, q_src], "n_range": [1.0, 1.0],
+                           "re_definition": definition}}
+    )  # fmt: skip
+    drawn = sample_params(prior, [1.0], np.full((1, 3), 0.05), seed=3).records()[0]
+    source = {**drawn, "theta_e": 0.0, "gamma1": 0.0, "gamma2": 0.0, "src_x": 0.0, "src_y": 0.0}
+    spec = RenderSpec(size=161, pixel_scale=0.02, oversample=4, max_psf_fwhm=0.1, dtype="float64")
+    image = render_arcs(ArcParams.from_records([source]), spec)[0, 1].numpy().astype(np.float64)
+    c = (spec.size - 1) / 2
+    rows, cols = np.mgrid[0 : spec.size, 0 : spec.size]
+    x, y = (cols - c) * spec.pixel_scale, (rows - c) * spec.pixel_scale
+    phi = drawn["phi_src"]
+    xp, yp = x * np.cos(phi) + y * np.sin(phi), y * np.cos(phi) - x * np.sin(phi)
+    a = 0.4 if definition == "major_axis" else 0.4 / np.sqrt(q_src)  # semi-major axis of the ellipse
+    inside = (xp / a) ** 2 + (yp / (q_src * a)) ** 2 <= 1.0
+    assert image[inside].sum() / image.sum() == pytest.approx(0.5, abs=0.01)
 
 
 def test_host_shape_by_hand() -> None:
@@ -89,22 +124,75 @@ def test_im2_conditions_q_and_phi_on_the_host() -> None:
 def test_host_pools_and_psf() -> None:
     manifest = pd.DataFrame(
         {
-            "split": ["val", "val", "train", "val"],
-            "label": [0, 0, 0, 1],
-            "type": ["DEV", "EXP", "DEV", "DEV"],
-            "flux_g": [0.5, 0.5, 0.5, 0.5],
-            "flux_r": [2.0, 2.0, 2.0, 2.0],
-            "flux_z": [8.0, 8.0, 8.0, 8.0],  # z = 20.24 < 20.4; r - z = 1.5; g - r = 1.5
-            "shape_e1": [0.1, 0.0, 0.0, 0.0],
-            "shape_e2": [0.0, 0.0, 0.0, 0.0],
-            "psfsize_r": [1.0, 1.2, 1.1, 1.3],
-            "psfsize_g": [np.nan, 1.5, 1.4, 1.3],
+            "split": ["val", "val", "train", "val", "val"],
+            "label": [0, 0, 0, 1, 0],
+            "type": ["DEV", "EXP", "DEV", "DEV", "SER"],
+            "psfsize_r": [1.0, 1.2, 1.1, 1.3, 1.0],
+            "psfsize_g": [np.nan, 1.5, 1.4, 1.3, 1.0],
         }
     )
-    assert host_pool(manifest, "IM1").index.tolist() == [0, 1]
-    im2 = host_pool(manifest, "IM2")
-    assert im2.index.tolist() == [0] and im2.host_q.iloc[0] == pytest.approx(0.9 / 1.1)
+    assert host_pool(manifest, "IM1").index.tolist() == [0, 1, 4]
+    assert host_pool(manifest, "IM2").index.tolist() == [0, 4]  # DEV/SER val negatives, no colour cuts
     np.testing.assert_allclose(host_psf_fwhm(manifest.iloc[:2]), [[1.05, 1.0, 0.94], [1.5, 1.2, 1.2 * 0.94]])
+
+
+def test_host_moments_recover_a_known_ellipse() -> None:
+    rows, cols = np.mgrid[0:101, 0:101].astype(np.float64)
+    x, y = cols - 50, rows - 50
+    images = np.zeros((3, 3, 101, 101))
+    for k, (q, phi) in enumerate([(0.5, 0.6), (0.8, 2.5), (1.0, 0.0)]):
+        xp, yp = x * np.cos(phi) + y * np.sin(phi), y * np.cos(phi) - x * np.sin(phi)
+        images[k, 1] = np.exp(-0.5 * ((xp / 6.0) ** 2 + (yp / (6.0 * q)) ** 2))  # sigma ratio = q
+    q, phi = host_moments(images)
+    np.testing.assert_allclose(q, [0.5, 0.8, 1.0], atol=0.01)
+    np.testing.assert_allclose(phi[:2], [0.6, 2.5], atol=0.01)
+    assert host_moments(np.zeros((1, 3, 101, 101))) == (pytest.approx([1.0]), pytest.approx([0.0]))
+
+
+def test_im2_on_a_team_style_16_column_manifest(tmp_path: Path, real_cutout_paths: list[Path]) -> None:
+    """The team's manifest has type_bin but no Tractor fluxes or shapes: IM2 still selects
+    hosts, and conditions each lens on its host's measured r-band shape."""
+    from lenscal.data.ingest import ingest
+    from lenscal.injection.api import PriorDraw, ShardRows
+    from lenscal.injection.local import LocalInjector
+
+    team_columns = ["galaxy_id", "cutout_path", "ra", "dec", "type_bin", "nobs_z_bin", "split", "pool",
+                    "confuser_category", "psfsize_r", "psfdepth_r", "ebv", "healpix_128", "label", "tier",
+                    "sample_weight"]  # fmt: skip
+    n = len(real_cutout_paths)
+    manifest = pd.DataFrame(
+        {
+            "galaxy_id": [f"t{i}" for i in range(n)],
+            "cutout_path": [str(p) for p in real_cutout_paths],
+            "ra": np.linspace(150, 151, n),
+            "dec": np.full(n, 2.0),
+            "type_bin": ["DEV", "SER", "REX", "DEV", "SER", "EXP"],
+            "nobs_z_bin": ["3+"] * n,
+            "split": ["val"] * n,
+            "pool": ["N1"] * n,
+            "confuser_category": [None] * n,
+            "psfsize_r": np.full(n, 1.2),
+            "psfdepth_r": np.full(n, 2e4),
+            "ebv": np.full(n, 0.03),
+            "healpix_128": np.zeros(n, dtype=int),
+            "label": [0] * n,
+            "tier": [None] * n,
+            "sample_weight": np.ones(n),
+        }
+    )[team_columns]
+    manifest.to_parquet(tmp_path / "m.parquet", index=False)
+    ingest(tmp_path / "m.parquet", tmp_path / "shards", progress=False)
+    pool = host_pool(manifest, "IM2")
+    assert pool.galaxy_id.tolist() == ["t0", "t1", "t3", "t4"]
+    result = LocalInjector(device="cpu").inject(
+        ShardRows(str(tmp_path / "shards"), pool.index.tolist()),
+        draw=PriorDraw("default", seed=4, cell="im2", theta_e=1.5, condition_on_host=True),
+    )
+    host_q, host_phi = host_moments(np.stack([read_cutout(real_cutout_paths[i]) for i in pool.index]))
+    np.testing.assert_allclose(result.truth.host_q, host_q)
+    np.testing.assert_allclose(result.truth.phi_lens, host_phi)
+    assert (np.abs(result.truth.q_lens - np.clip(host_q, 0.5, 1.0)) <= 0.25).all()
+    assert (np.hypot(result.truth.gamma1, result.truth.gamma2) <= 0.08).all()  # IM2: |gamma| U(0, 0.08)
 
 
 def test_inject_adds_arcs_to_real_hosts_with_truth(real_cutout_paths: list[Path]) -> None:

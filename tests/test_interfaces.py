@@ -184,3 +184,19 @@ def test_injector_errors_are_the_same(injector: Injector) -> None:
         injector.inject(hosts, draw=PriorDraw("nope", psf_fwhm=np.ones((2, 3))))
     with pytest.raises(RequestError, match=r"options\.psf"):
         injector.render(params, options=RenderOptions(psf="airy"))
+
+
+def test_noise_repeats_only_when_asked(injector: Injector) -> None:
+    params = sample_params(get_prior("default"), np.full(3, 1.5), np.full((3, 3), 1.1), seed=2)
+    hosts = np.zeros((3, 3, 101, 101), np.float32)
+    with pytest.raises(RequestError, match=r"options\.noise_seed: is required with poisson_gain"):
+        injector.inject(hosts, params=params, options=RenderOptions(poisson_gain=150.0))
+    first = injector.inject(hosts, params=params, options=RenderOptions(poisson_gain=150.0, noise_seed=1))
+    second = injector.inject(hosts, params=params, options=RenderOptions(poisson_gain=150.0, noise_seed=2))
+    again = injector.inject(hosts, params=params, options=RenderOptions(poisson_gain=150.0, noise_seed=1))
+    other_cell = injector.inject(
+        hosts, params=params, options=RenderOptions(poisson_gain=150.0, noise_seed=1, noise_cell="c9")
+    )
+    assert not np.array_equal(first.images, second.images)
+    assert not np.array_equal(first.images, other_cell.images)
+    np.testing.assert_array_equal(first.images, again.images)

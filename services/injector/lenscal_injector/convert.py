@@ -32,7 +32,8 @@ def options_from_proto(options: injector_pb2.RenderOptions) -> RenderOptions:
         psf=options.psf or None,
         moffat_beta=float(options.moffat_beta) or None,
         poisson_gain=float(options.poisson_gain) or None,
-        noise_seed=int(options.noise_seed),
+        noise_seed=int(options.noise_seed) if options.HasField("noise_seed") else None,
+        noise_cell=options.noise_cell or None,
     )
 
 
@@ -49,4 +50,5 @@ def draw_from_proto(draw: injector_pb2.PriorDraw) -> PriorDraw:
         cell=draw.cell,
         theta_e=list(draw.theta_e),
         psf_fwhm=psf,
+        condition_on_host=draw.condition_on_host,
     )

@@ -17,13 +17,19 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from lenscal.errors import RequestError
 from lenscal.physics import ArcParams, RenderSpec
 from lenscal.validation import request_error
 
 
 class RenderOptions(BaseModel):
     """How arcs are rendered; unset fields keep lenscal.physics.RenderSpec's defaults.
-    Units: moffat_beta dimensionless, poisson_gain e-/nmgy (None: noiseless)."""
+    Units: moffat_beta dimensionless, poisson_gain e-/nmgy (None: noiseless).
+
+    Poisson noise needs a caller-given ``noise_seed``: injection ``i`` draws its noise from
+    the generator keyed by (noise_seed, cell, i), with cell ``noise_cell`` (default: the
+    prior draw's cell, "explicit" for explicit parameters, "render" for arcs alone), so two
+    calls never repeat noise unless they ask for the same seed and cell."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -31,11 +37,18 @@ class RenderOptions(BaseModel):
     psf: str | None = None
     moffat_beta: float | None = None
     poisson_gain: float | None = None
-    noise_seed: int = 0
+    noise_seed: int | None = None
+    noise_cell: str | None = None
 
     def spec(self, size: int, **fixed: Any) -> RenderSpec:
         """The validated RenderSpec for stamps of ``size`` px (``fixed``: server-side settings)."""
-        values = {"size": size, **self.model_dump(exclude_none=True), **fixed}
+        if self.poisson_gain is not None and self.noise_seed is None:
+            raise RequestError(
+                "options.noise_seed",
+                "is required with poisson_gain: give each run its own seed, so that calls do not "
+                "repeat the same noise",
+            )
+        values = {"size": size, **self.model_dump(exclude_none=True, exclude={"noise_cell"}), **fixed}
         try:
             return RenderSpec.model_validate(values)
         except ValidationError as exc:
@@ -55,13 +68,15 @@ class PriorDraw:
     """Parameters drawn from a built-in prior, one set per host: injection ``index`` of cell
     ``cell`` in run ``seed`` (lenscal.rng.injection_rng). ``theta_e`` (arcsec): one value or
     one per host. ``psf_fwhm``: (N, 3) g, r, z FWHM (arcsec) per host; None takes them from
-    the shard manifest's psfsize columns."""
+    the shard manifest's psfsize columns. ``condition_on_host``: IM2, q_lens and phi_lens
+    follow each host's r-band second moments (lenscal.injection.hosts.host_moments)."""
 
     prior: str = "default"
     seed: int = 0
     cell: str = ""
     theta_e: float | Sequence[float] = 1.5
     psf_fwhm: np.ndarray | None = None
+    condition_on_host: bool = False
 
 
 @dataclass
@@ -140,7 +155,7 @@ def split_inject(
         if draw is not None:
             theta = draw.theta_e if isinstance(draw.theta_e, (int, float)) else list(draw.theta_e)[start:stop]
             psf = None if draw.psf_fwhm is None else np.asarray(draw.psf_fwhm)[start:stop]
-            piece_draw = PriorDraw(draw.prior, draw.seed, draw.cell, theta, psf)
+            piece_draw = PriorDraw(draw.prior, draw.seed, draw.cell, theta, psf, draw.condition_on_host)
         pieces.append(
             InjectPiece(
                 hosts=piece_hosts,

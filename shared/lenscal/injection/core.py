@@ -16,7 +16,7 @@ from lenscal.data.shards import ShardReader
 from lenscal.device import resolve_device
 from lenscal.errors import NotFoundError, RequestError, ShardError
 from lenscal.injection.api import InjectResult, PriorDraw, RenderOptions
-from lenscal.injection.hosts import HostBatch, hosts_from_shards
+from lenscal.injection.hosts import HostBatch, host_moments, hosts_from_shards
 from lenscal.injection.inject import inject
 from lenscal.injection.priors import PRIORS, sample_params
 from lenscal.physics import ArcParams, PhysicsError, render_arcs
@@ -43,7 +43,8 @@ class InjectorCore:
     ) -> np.ndarray:
         _check_count(len(params), "params")
         spec = options.spec(size, chunk_size=self.chunk_size)
-        keys = [noise_seed(spec.noise_seed, "render", i) for i in _indices(indices, len(params))]
+        cell = options.noise_cell or "render"
+        keys = [noise_seed(spec.noise_seed, cell, i) for i in _indices(indices, len(params))]
         with self._device_lock:
             return render_arcs(params, spec, device=self.device, noise_keys=keys).cpu().numpy()
 
@@ -69,12 +70,13 @@ class InjectorCore:
                 raise RequestError("params", f"has {len(params)} entries for {n} hosts")
             cell = "explicit"
         elif draw is not None:
-            params = params_for_draw(draw, index, hosts.psf_fwhm)
+            host_shape = host_moments(hosts.images) if draw.condition_on_host else None
+            params = params_for_draw(draw, index, hosts.psf_fwhm, host_shape)
             cell = draw.cell
         else:
             raise RequestError("params", "is empty and no prior_draw was given")
         spec = options.spec(int(hosts.images.shape[-1]), chunk_size=self.chunk_size)
-        keys = [noise_seed(spec.noise_seed, cell, i) for i in index]
+        keys = [noise_seed(spec.noise_seed, options.noise_cell or cell, i) for i in index]
         with self._device_lock:
             result = inject(
                 torch.from_numpy(np.array(hosts.images, dtype=np.float32)),
@@ -85,6 +87,8 @@ class InjectorCore:
             )
         truth = result.truth
         truth.insert(0, "host_id", hosts.ids or [str(i) for i in index])  # default: the injection index
+        if draw is not None and draw.condition_on_host:
+            truth["host_q"], truth["host_phi"] = host_shape  # type: ignore[misc]
         arcs = result.arcs.cpu().numpy() if return_arcs else None
         return InjectResult(result.images.cpu().numpy(), truth, arcs)
 
@@ -104,8 +108,14 @@ class InjectorCore:
         return self._readers[shard_dir]
 
 
-def params_for_draw(draw: PriorDraw, indices: Sequence[int], psf_from_hosts: np.ndarray | None) -> ArcParams:
-    """One parameter set per host from a built-in prior (injection ``indices`` of the run)."""
+def params_for_draw(
+    draw: PriorDraw,
+    indices: Sequence[int],
+    psf_from_hosts: np.ndarray | None,
+    host_shape: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ArcParams:
+    """One parameter set per host from a built-in prior (injection ``indices`` of the run);
+    ``host_shape`` (q, phi) per host conditions the lens (IM2)."""
     count = len(indices)
     if draw.prior not in PRIORS:
         raise NotFoundError(
@@ -129,7 +139,16 @@ def params_for_draw(draw: PriorDraw, indices: Sequence[int], psf_from_hosts: np.
             "prior_draw.psf_fwhm_r", "is empty and hosts sent as bytes carry no PSF: give psf_fwhm_g/r/z"
         )
     try:
-        return sample_params(PRIORS[draw.prior], theta, psf, seed=draw.seed, cell=draw.cell, indices=indices)
+        return sample_params(
+            PRIORS[draw.prior],
+            theta,
+            psf,
+            seed=draw.seed,
+            cell=draw.cell,
+            indices=indices,
+            host_q=None if host_shape is None else host_shape[0],
+            host_phi=None if host_shape is None else host_shape[1],
+        )
     except PhysicsError as exc:
         raise RequestError("prior_draw", str(exc)) from None
 

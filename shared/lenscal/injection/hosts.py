@@ -1,10 +1,15 @@
-"""Host galaxies for injection: their shapes, their PSFs, and the two injection models.
+"""Host galaxies for injection: their shapes, their PSFs, and the two injection models
+(as the team defined them, injection_model_2/host_selection.py and host_matching.py).
 
 - IM1: hosts are random validation-split negatives.
-- IM2: LRG-like validation negatives (Tractor type DEV or SER, red colours, bright in z);
-  q_lens is conditioned on the host's axis ratio and phi_lens set to its position angle.
+- IM2: deflector-like validation negatives: Tractor morphology DEV or SER (``type_bin``, the
+  team's column, or ``type``), ``quality_ok`` when the manifest has it. Their q_lens and
+  phi_lens are conditioned on the host's own light: axis ratio and major axis from the
+  flux-weighted second moments of the r-band cutout (``host_moments``), measured at
+  injection time from the pixels, so a 16-column team manifest is enough.
 
-Shape convention. Tractor's ``shape_e1, shape_e2`` give ``e = hypot(e1, e2)``,
+Shape convention of Tractor columns (used by the mock survey). Tractor's ``shape_e1,
+shape_e2`` give ``e = hypot(e1, e2)``,
 ``q = b/a = (1 - e) / (1 + e)`` and a position angle ``theta = atan2(e2, e1) / 2`` which
 lenscal takes as East of North. In a cutout-service image (+x = increasing column = west,
 +y = increasing row = north) the major axis then points along ``(-sin theta, cos theta)``,
@@ -25,9 +30,12 @@ from lenscal.errors import ManifestError, RequestError
 
 #: PSF FWHM scale factors from r when a manifest lacks psfsize_g / psfsize_z (team's setup).
 PSF_SCALE_FROM_R = {"g": 1.05, "r": 1.0, "z": 0.94}
-#: IM2 LRG-like cuts (AB mag from Tractor fluxes): simple colour and brightness cuts.
+#: IM2 deflector-like morphologies (Tractor types).
 LRG_TYPES = ("DEV", "SER")
-LRG_CUTS = {"g_minus_r_min": 1.3, "r_minus_z_min": 0.9, "mag_z_max": 20.4}
+#: Second moments: aperture radius (px), axis-ratio floor, background clip percentiles.
+MOMENT_APERTURE_PX = 40
+MOMENT_Q_MIN = 0.2
+MOMENT_CLIP_PERCENT = 99.5
 
 
 def host_shape(e1: np.ndarray, e2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,22 +89,52 @@ def im1_pool(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def im2_pool(manifest: pd.DataFrame) -> pd.DataFrame:
-    """LRG-like validation-split negatives, with host q and phi columns added."""
-    _need(manifest, ("split", "label", "type", "flux_g", "flux_r", "flux_z", "shape_e1", "shape_e2"), "IM2")
+    """Deflector-like (DEV/SER) validation-split negatives."""
+    type_col = "type_bin" if "type_bin" in manifest.columns else "type"
+    _need(manifest, ("split", "label", type_col), "IM2")
     pool = im1_pool(manifest)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mag = {b: 22.5 - 2.5 * np.log10(pool[f"flux_{b}"].to_numpy(dtype=np.float64)) for b in "grz"}
-    keep = (
-        pool["type"].astype(str).str.strip().isin(LRG_TYPES).to_numpy()
-        & (mag["g"] - mag["r"] > LRG_CUTS["g_minus_r_min"])
-        & (mag["r"] - mag["z"] > LRG_CUTS["r_minus_z_min"])
-        & (mag["z"] < LRG_CUTS["mag_z_max"])
-    )
-    chosen = pool[keep].copy()
-    chosen["host_q"], chosen["host_phi"] = host_shape(
-        chosen["shape_e1"].to_numpy(), chosen["shape_e2"].to_numpy()
-    )
-    return chosen
+    keep = pool[type_col].astype(str).str.strip().isin(LRG_TYPES)
+    if "quality_ok" in pool.columns:
+        keep &= pool["quality_ok"].fillna(False).astype(bool)
+    return pool[keep]
+
+
+def host_moments(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(q, phi) per host from the flux-weighted second moments of its r-band light.
+
+    ``images``: (N, 3, H, W) nanomaggies. Per host: subtract the image median, clip at the
+    0.5 / 99.5 percentiles, NaN -> 0; keep positive flux within 40 px (or the half-size) of
+    the centre; refine the centroid; q = sqrt(minor / major eigenvalue), floored at 0.2;
+    phi = direction of the major eigenvector (rad, counter-clockwise from +x = columns,
+    +y = rows; in [0, pi)). A host with no positive flux gets q = 1, phi = 0.
+    """
+    r_band = np.asarray(images, dtype=np.float64)[:, 1]
+    n, h, w = r_band.shape
+    with np.errstate(all="ignore"):
+        centred = r_band - np.nanmedian(r_band.reshape(n, -1), axis=1)[:, None, None]
+        low = np.nanpercentile(centred.reshape(n, -1), 100.0 - MOMENT_CLIP_PERCENT, axis=1)
+        high = np.nanpercentile(centred.reshape(n, -1), MOMENT_CLIP_PERCENT, axis=1)
+    light = np.clip(centred, low[:, None, None], high[:, None, None])
+    light = np.where(np.isfinite(light), light, 0.0)
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float64)
+    y, x = rows - (h - 1) / 2.0, cols - (w - 1) / 2.0
+    aperture = np.hypot(x, y) <= min(MOMENT_APERTURE_PX, min(h, w) // 2)
+    weight = np.where(aperture, np.maximum(light, 0.0), 0.0)
+    total = weight.sum(axis=(1, 2))
+    usable = np.isfinite(total) & (total > 0)
+    safe = np.where(usable, total, 1.0)[:, None, None]
+    mx = (weight * x).sum(axis=(1, 2), keepdims=True) / safe
+    my = (weight * y).sum(axis=(1, 2), keepdims=True) / safe
+    dx, dy = x - mx, y - my
+    mxx = (weight * dx * dx).sum(axis=(1, 2)) / safe[:, 0, 0]
+    myy = (weight * dy * dy).sum(axis=(1, 2)) / safe[:, 0, 0]
+    mxy = (weight * dx * dy).sum(axis=(1, 2)) / safe[:, 0, 0]
+    values, vectors = np.linalg.eigh(np.stack([np.stack([mxx, mxy], -1), np.stack([mxy, myy], -1)], -2))
+    major, minor = values[:, 1], np.maximum(values[:, 0], 1e-12)
+    usable &= major > 1e-12
+    q = np.clip(np.sqrt(minor / np.where(usable, major, 1.0)), MOMENT_Q_MIN, 1.0)
+    phi = np.mod(np.arctan2(vectors[:, 1, 1], vectors[:, 0, 1]), np.pi)
+    return np.where(usable, q, 1.0), np.where(usable, phi, 0.0)
 
 
 HOST_MODELS = {"IM1": im1_pool, "IM2": im2_pool}

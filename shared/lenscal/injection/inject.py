@@ -1,6 +1,7 @@
 """Add rendered arcs to host cutouts and describe each injection in a truth table.
 
-Truth per injection: every ArcParams parameter; magnification (lensed / unlensed flux
+Truth per injection: every ArcParams parameter (``r_e`` circularised, and
+``r_e_major_axis``); magnification (lensed / unlensed flux
 inside the stamp, before the PSF); lensed AB magnitude per band (of the noiseless arc in
 the stamp); arc S/N per band in the Einstein annulus ``|r - theta_E| <= FWHM_r`` about the
 lens centre: ``sum(arc) / (sigma_host sqrt(n_pixels))``, with ``sigma_host`` the robust
@@ -55,6 +56,7 @@ def inject(
         arcs = render_arcs_with_truth(params, spec, device=dev, noise_keys=noise_keys).arcs
     images = host + arcs
     truth = pd.DataFrame(params.to("cpu").records())
+    truth["r_e_major_axis"] = truth["r_e"] / np.sqrt(truth["q_src"])  # arcsec, along the major axis
     truth["magnification"] = noiseless.magnification.cpu().numpy()
     flux = noiseless.arcs.double().sum(dim=(-2, -1)).cpu().numpy()
     with np.errstate(divide="ignore"):

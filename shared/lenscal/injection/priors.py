@@ -5,23 +5,36 @@ own generator (lenscal.rng.injection_rng, keyed by ``(s, c, i)``), so any
 single injection can be regenerated alone, and adding cells never shifts another cell's
 draws. Conventions of the drawn parameters: see lenscal.physics.params.
 
-Definitions (from the team's file and DOMAIN.md):
+Definitions (from the team's engine, dhs/injection_engine.py, and DOMAIN.md). Where the
+team's file could be read two ways, the default is what the team's engine did, and the
+other reading is a named option:
 - source r mag U(r_mag_range); g = r + N(g-r); z = r - N(r-z);
 - beta_frac = sqrt(U(lo^2, hi^2)) (area-weighted), source at beta_frac * theta_E from the
   lens centre in a uniformly random direction;
-- R_e U(re_arcsec_range), n U(n_range), q_src U(q_range), phi_src U(0, pi);
+- R_e U(re_arcsec_range), n U(n_range), q_src U(q_range), phi_src U(0, pi).
+  ``source_params.re_definition``: ``major_axis`` (default; the team's engine measured R_e
+  along the major axis, radius ``sqrt(x'^2 + y'^2/q^2)``) or ``circularised``
+  (lenstronomy's ``sqrt(q x'^2 + y'^2/q)``, the renderer's own convention). A major-axis
+  R_e is rendered as the circularised ``sqrt(q_src) R_e``; the truth table keeps both;
 - lens: q_lens U(q_lens_range), phi_lens U(0, pi), centre jitter N(0, center_sigma) per
-  axis; shear magnitude half-normal(shear_sigma) at a uniform angle 2*phi_gamma
-  (the team's file states |gamma| is half-normal);
+  axis. ``lens_params.shear``: ``components`` (default; gamma1, gamma2 each N(0,
+  shear_sigma), as the team's engine drew them, mean |gamma| = sigma sqrt(pi/2)) or
+  ``half_normal_magnitude`` (|gamma| half-normal(shear_sigma) at a uniform angle, as the
+  team's file comment says);
+- IM2 (host-conditioned): q_lens = clip(q_host + N(0, q_scatter), q_floor, 1), phi_lens =
+  the host's major axis, |gamma| U(0, gamma_max) at a uniform angle (the team's
+  map_host_to_lens_params), centre jitter as above;
 - clumps with probability clumps_prob: integers(clumps_n_range) clumps, total flux
   fraction U(clumps_frac_range), Gaussian sigma 0.05-0.15 arcsec within R_e of the centre.
+(The team's engine used b_n = 2n - 1/3; lenscal's exact b_n keeps R_e a true half-light
+radius and is kept.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -56,6 +69,7 @@ class SourcePrior(BaseModel):
     clumps_prob: float = Field(0.0, ge=0.0, le=1.0)
     clumps_n_range: tuple[int, int] = (1, 4)
     clumps_frac_range: tuple[float, float] = (0.15, 0.45)
+    re_definition: Literal["major_axis", "circularised"] = "major_axis"
 
     @model_validator(mode="after")
     def _ranges(self) -> SourcePrior:
@@ -80,6 +94,7 @@ class LensPrior(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     shear_sigma: float = Field(0.05, ge=0.0)
+    shear: Literal["components", "half_normal_magnitude"] = "components"
     center_sigma_arcsec: float = Field(0.05, ge=0.0)
     q_lens_range: tuple[float, float] = (0.5, 1.0)
 
@@ -92,12 +107,14 @@ class LensPrior(BaseModel):
 
 
 class Model2Conditioning(BaseModel):
-    """IM2: q_lens = clip(q_host + N(0, q_scatter), q_floor, 1); phi_lens = host PA."""
+    """IM2: q_lens = clip(q_host + N(0, q_scatter), q_floor, 1); phi_lens = host PA;
+    |gamma| U(0, gamma_max) at a uniform angle."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     q_scatter: float = Field(0.05, ge=0.0)
     q_floor: float = Field(0.5, gt=0.0, le=1.0)
+    gamma_max: float = Field(0.08, ge=0.0, lt=1.0)
 
 
 class PreprocessingNote(BaseModel):
@@ -165,8 +182,11 @@ def sample_params(
         q_lens = rng.uniform(*lp.q_lens_range)
         phi_lens = rng.uniform(0.0, np.pi)
         lens_x, lens_y = rng.normal(0.0, lp.center_sigma_arcsec, 2)
-        gamma = abs(rng.normal(0.0, lp.shear_sigma))
-        gamma_angle = rng.uniform(0.0, np.pi)
+        if lp.shear == "components":
+            gamma1, gamma2 = rng.normal(0.0, lp.shear_sigma, 2)
+        else:
+            gamma, gamma_angle = abs(rng.normal(0.0, lp.shear_sigma)), rng.uniform(0.0, np.pi)
+            gamma1, gamma2 = gamma * np.cos(2 * gamma_angle), gamma * np.sin(2 * gamma_angle)
         lo, hi = sp.beta_frac_range
         beta = np.sqrt(rng.uniform(lo**2, hi**2)) * theta[k]
         beta_angle = rng.uniform(0.0, 2.0 * np.pi)
@@ -178,6 +198,7 @@ def sample_params(
         g_r = rng.normal(*sp.g_minus_r_mu_sigma)
         r_z = rng.normal(*sp.r_minus_z_mu_sigma)
         scatter = rng.normal(0.0, m2.q_scatter)
+        im2_gamma, im2_angle = rng.uniform(0.0, m2.gamma_max), rng.uniform(0.0, np.pi)
         clumps = None
         if rng.uniform() < sp.clumps_prob:
             count = int(rng.integers(sp.clumps_n_range[0], sp.clumps_n_range[1] + 1))
@@ -192,6 +213,9 @@ def sample_params(
         if host_q is not None and host_phi is not None:
             q_lens = float(np.clip(float(host_q[k]) + scatter, m2.q_floor, 1.0))
             phi_lens = float(host_phi[k])
+            gamma1, gamma2 = im2_gamma * np.cos(2 * im2_angle), im2_gamma * np.sin(2 * im2_angle)
+        if sp.re_definition == "major_axis":
+            r_e *= np.sqrt(q_src)  # the same profile in the renderer's circularised radius
         rows.append(
             {
                 "theta_e": theta[k],
@@ -199,8 +223,8 @@ def sample_params(
                 "phi_lens": phi_lens,
                 "lens_x": lens_x,
                 "lens_y": lens_y,
-                "gamma1": gamma * np.cos(2 * gamma_angle),
-                "gamma2": gamma * np.sin(2 * gamma_angle),
+                "gamma1": gamma1,
+                "gamma2": gamma2,
                 "src_x": lens_x + beta * np.cos(beta_angle),
                 "src_y": lens_y + beta * np.sin(beta_angle),
                 "r_e": r_e,

@@ -2,6 +2,9 @@
 
 Units and conventions (DESIGN.md "Arc rendering"): angles on the sky in arcsec, position
 angles in radians counter-clockwise from +x (+x = increasing column), magnitudes AB.
+``r_e`` is the Sérsic half-light radius in the *circularised* elliptical radius
+``sqrt(q x'^2 + y'^2 / q)`` (lenstronomy's SERSIC_ELLIPSE); a half-light radius measured
+along the major axis is ``r_e / sqrt(q_src)``. Shear ``gamma1, gamma2`` as lenstronomy's SHEAR.
 """
 
 from __future__ import annotations

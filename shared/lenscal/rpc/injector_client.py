@@ -131,6 +131,7 @@ def _options(options: RenderOptions | None) -> injector_pb2.RenderOptions:
 
 def _draw_message(message: injector_pb2.PriorDraw, draw: PriorDraw, indices: Sequence[int]) -> None:
     message.prior, message.seed, message.cell = draw.prior, draw.seed, draw.cell
+    message.condition_on_host = draw.condition_on_host
     message.indices.extend(int(i) for i in indices)
     thetas = [draw.theta_e] if isinstance(draw.theta_e, (int, float)) else list(draw.theta_e)
     message.theta_e.extend(float(t) for t in thetas)
