@@ -133,3 +133,67 @@ def test_bad_batches_are_refused() -> None:
         preprocess(torch.zeros(1, 3, 21, 21), PreprocessSpec(annulus_r_in=20.0, annulus_r_out=32.0))
     with pytest.raises(PreprocessError, match=r"torch\.Tensor"):
         preprocess(np.zeros((1, 3, 101, 101)), PreprocessSpec())  # type: ignore[arg-type]
+
+
+# --- the team's definitions, transcribed from dhs/preprocess.py and dhs/utils.py ----------
+
+
+def team_radius(h: int, w: int) -> np.ndarray:
+    y, x = np.ogrid[:h, :w]
+    return np.sqrt((x - w // 2) ** 2 + (y - h // 2) ** 2)
+
+
+def team_normalise(img: np.ndarray, r_in: float, r_out: float) -> np.ndarray:
+    r = team_radius(*img.shape)
+    values = img[(r >= r_in) & (r < r_out)]
+    median = np.nanmedian(values)
+    mad = np.nanmedian(np.abs(values - median)) + 1e-8
+    return (img - median) / mad
+
+
+def team_profile_model(img: np.ndarray, r_max: int = 32) -> np.ndarray:
+    r = team_radius(*img.shape)
+    profile = np.array([np.median(img[(r >= k) & (r < k + 1)]) for k in range(r_max)])
+    return profile[np.clip(np.floor(r).astype(int), 0, r_max - 1)]
+
+
+def team_preprocess(
+    cube: np.ndarray, mode: str, annulus: tuple[float, float], crop: int | None
+) -> np.ndarray:
+    if crop is not None:
+        top = (cube.shape[-1] - crop) // 2
+        cube = cube[:, top : top + crop, top : top + crop]
+    out = []
+    for band in cube.astype(np.float64):
+        x = np.where(np.isnan(band), 0.0, band)
+        x = team_normalise(x, *annulus)
+        if mode == "residual_radial_profile":
+            x = x - team_profile_model(x)
+        out.append(np.clip(x, -10.0, 10.0))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("mode", ["raw_robust", "residual_radial_profile"])
+@pytest.mark.parametrize(
+    ("annulus", "crop"), [(ANNULUS_GEN1_4, None), (ANNULUS_GEN5, None), (ANNULUS_GEN1_4, 64)]
+)
+def test_matches_the_team_definitions_on_real_cutouts(
+    real_batch: np.ndarray, mode: str, annulus: tuple[float, float], crop: int | None
+) -> None:
+    spec = PreprocessSpec(kind=mode, annulus_r_in=annulus[0], annulus_r_out=annulus[1], crop_size=crop)
+    got = preprocess(torch.from_numpy(real_batch), spec).numpy()
+    size = crop or 101
+    assert got.shape == (6, 3, size, size) and spec.output_shape((3, 101, 101)) == (3, size, size)
+    for i, cube in enumerate(real_batch):
+        expected = team_preprocess(cube, mode, annulus, crop)
+        # The team divided by MAD + 1e-8 (lenscal: by MAD): 1e-8 / MAD ~ 1e-5 of each value.
+        np.testing.assert_allclose(got[i], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_crop_keeps_the_cutout_centre_pixel() -> None:
+    batch = torch.zeros(1, 3, 101, 101)
+    batch[0, :, 50, 50] = 1.0
+    cropped = preprocess(batch, PreprocessSpec(crop_size=64, annulus_r_in=20, annulus_r_out=30))
+    assert cropped.shape == (1, 3, 64, 64) and float(cropped[0, 0, 32, 32]) == 10.0  # clipped spike
+    with pytest.raises(PreprocessError, match="crop_size 128 is larger than the 101x101 cutout"):
+        preprocess(batch, PreprocessSpec(crop_size=128))

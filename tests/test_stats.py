@@ -13,6 +13,7 @@ from lenscal.stats.metrics import (
     expected_calibration_error,
     partial_auc,
     roc_auc,
+    standardized_partial_auc,
     threshold_at_fpr,
 )
 from lenscal.stats.summary import classifier_summary
@@ -54,7 +55,40 @@ def test_ece_by_hand() -> None:
     p = np.array([0.05, 0.05, 0.95, 0.95])
     y = np.array([0, 1, 1, 1])
     # Bin [0, .1): mean p .05, fraction .5 -> |.45| * 2/4; bin [.9, 1]: |.95 - 1| * 2/4.
-    assert expected_calibration_error(p, y) == pytest.approx(0.45 * 0.5 + 0.05 * 0.5)
+    assert expected_calibration_error(p, y, bins=10, binning="equal_width") == pytest.approx(
+        0.45 * 0.5 + 0.05 * 0.5
+    )
+
+
+def test_standardized_partial_auc_is_sklearns(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    s, y = scored
+    assert standardized_partial_auc(s, y, 0.01) == pytest.approx(roc_auc_score(y, s, max_fpr=0.01), abs=1e-12)
+    summary = classifier_summary(1 / (1 + np.exp(-s)), y)
+    assert summary["pauc"] == pytest.approx(roc_auc_score(y, s, max_fpr=0.01), abs=1e-12)
+    assert summary["pauc_raw"] == pytest.approx(partial_auc(s, y, 0.01), abs=1e-12)
+    assert summary["pauc"] != pytest.approx(summary["pauc_raw"], abs=0.01)  # they differ in meaning
+
+
+def team_ece(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = 15) -> float:
+    """The team's compute_ece (dhs/calibration.py), equal-mass bins, transcribed."""
+    edges = np.percentile(y_prob, np.linspace(0, 1, n_bins + 1) * 100)
+    edges[0], edges[-1] = 0.0, 1.0
+    ece = 0.0
+    for b in range(n_bins):
+        lo, hi = edges[b], edges[b + 1]
+        mask = (y_prob >= lo) & (y_prob < hi) if b < n_bins - 1 else (y_prob >= lo) & (y_prob <= hi)
+        if mask.sum():
+            ece += mask.sum() / len(y_true) * abs(y_true[mask].mean() - y_prob[mask].mean())
+    return float(ece)
+
+
+def test_ece_is_the_teams_fifteen_equal_mass_bins(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    s, y = scored
+    p = 1 / (1 + np.exp(-s))
+    assert expected_calibration_error(p, y) == pytest.approx(team_ece(y.astype(float), p), abs=1e-12)
+    summary = classifier_summary(p, y)
+    assert summary["ece"] == pytest.approx(team_ece(y.astype(float), p), abs=1e-12)
+    assert (summary["ece_bins"], summary["ece_binning"]) == (15, "equal_mass")
 
 
 def test_intervals_against_scipy_and_closed_forms() -> None:

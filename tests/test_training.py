@@ -54,6 +54,9 @@ def test_tiny_run_learns_writes_bundle_and_records(survey: Path, tmp_path: Path)
     assert {p.name for p in best.iterdir()} == {"model.safetensors", "model.json", "model.onnx"}
     bundle = load_bundle(best)
     assert bundle.spec == config.dataset.preprocess_spec()
+    # The config leaves `crop` unset: the team's loader default, a central 64 px crop, which
+    # travels in the spec (scoring crops the same way: the evaluation below matches training).
+    assert bundle.spec.crop_size == 64 and bundle.meta["input_shape"] == [3, 64, 64]
     meta = bundle.meta
     assert (
         meta["provenance"]["config_sha256"] == config.sha256()

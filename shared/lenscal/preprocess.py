@@ -1,21 +1,27 @@
 """The one normalisation in lenscal. Trainer, scorer and diagnostics all call ``preprocess``;
 the ``PreprocessSpec`` travels inside every checkpoint bundle so they cannot drift apart.
 
+0. ``crop_size`` (when set): the central ``crop_size x crop_size`` pixels are kept first,
+   as the team's loader did (its default: 64 px unless a config said ``crop: false``);
+   everything below then works on the crop.
+
 ``raw_robust`` (the team's normalisation), per cutout and per band:
 1. NaN pixels -> 0 (masked / uncovered pixels count as empty sky);
 2. median ``m`` and MAD ``s = median(|x - m|)`` (unscaled: no 1.4826 factor, as the team
    trained) over the annulus ``annulus_r_in <= r < annulus_r_out``, where ``r`` is the
-   distance in pixels from the centre pixel ``((H-1)/2, (W-1)/2)``; the median of an even
-   number of values is the mean of the two middle ones (numpy's convention);
+   distance in pixels from the centre pixel ``(H // 2, W // 2)`` (the cutout's centre, also
+   after a centred crop to an even size); the median of an even number of values is the
+   mean of the two middle ones (numpy's convention);
 3. ``(x - m) / max(s, mad_floor)`` (the floor only matters for a blank band: all zeros);
 4. clip to ``[-clip_range, +clip_range]``.
 
 Annulus (20, 32) px was used for gen1-gen4, (32.5, 45) px from gen5 on.
 
-``residual_radial_profile`` (the team's R5/R6 shortcut experiments): after NaN -> 0, each
-band's azimuthal median profile (rings of 1 px, radius rounded to the nearest pixel) is
-subtracted, removing the smooth host light while keeping azimuthally localised features
-such as arcs; the residual is then normalised and clipped exactly as ``raw_robust``.
+``residual_radial_profile`` (the team's R5/R6 shortcut experiments, as their
+``preprocess_stack`` computed it): steps 1-3 of ``raw_robust``; then each band's azimuthal
+median profile of the normalised image, in rings ``k <= r < k + 1`` for k = 0..31, is
+subtracted (pixels beyond r = 32 take ring 31's median), removing the smooth host light
+while keeping azimuthally localised features such as arcs; then step 4.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ from lenscal.errors import PreprocessError
 #: Annulus radii in pixels, (inner, outer), by model generation.
 ANNULUS_GEN1_4: tuple[float, float] = (20.0, 32.0)
 ANNULUS_GEN5: tuple[float, float] = (32.5, 45.0)
+#: The team's default crop (their STAMP_SIZE) when a config asks for a crop without a size.
+TEAM_CROP_SIZE = 64
+#: Rings of the residual radial profile: 0..31 px (the team's r_max).
+PROFILE_RINGS = 32
 
 
 class PreprocessSpec(BaseModel):
@@ -51,6 +61,9 @@ class PreprocessSpec(BaseModel):
     )
     mad_floor: float = Field(
         1e-12, gt=0.0, allow_inf_nan=False, description="smallest MAD divided by, nmgy (blank bands)"
+    )
+    crop_size: int | None = Field(
+        None, ge=8, description="keep the central crop_size x crop_size px first; None: the whole cutout"
     )
 
     @field_validator("kind")
@@ -77,6 +90,12 @@ class PreprocessSpec(BaseModel):
         data = self.model_dump()
         data.update({k: v for k, v in overrides.items() if v is not None})
         return PreprocessSpec.model_validate(data)
+
+    def output_shape(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        """(C, H, W) of the network input for raw cutouts of ``shape``."""
+        if self.crop_size is None:
+            return shape
+        return (shape[0], self.crop_size, self.crop_size)
 
     def to_json(self) -> str:
         return self.model_dump_json()
@@ -111,19 +130,35 @@ def preprocess(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
         raise PreprocessError(f"preprocess expects a (N, C, H, W) batch, got shape {tuple(batch.shape)}")
     if not batch.is_floating_point():
         raise PreprocessError(f"preprocess expects floating-point nanomaggies, got {batch.dtype}")
+    if spec.crop_size is not None:
+        batch = centre_crop(batch, spec.crop_size)
     return PREPROCESSORS[spec.kind](batch.to(torch.float32), spec)
 
 
+def centre_crop(batch: torch.Tensor, size: int) -> torch.Tensor:
+    """The central size x size pixels (start (H - size) // 2, as the team's center_crop)."""
+    h, w = batch.shape[-2:]
+    if h < size or w < size:
+        raise PreprocessError(f"crop_size {size} is larger than the {h}x{w} cutout")
+    top, left = (h - size) // 2, (w - size) // 2
+    return batch[..., top : top + size, left : left + size]
+
+
+def radius_map(height: int, width: int) -> torch.Tensor:
+    """(H, W) float64 distance in pixels from the centre pixel (H // 2, W // 2)."""
+    rows = torch.arange(height, dtype=torch.float64) - height // 2
+    cols = torch.arange(width, dtype=torch.float64) - width // 2
+    return torch.hypot(rows[:, None], cols[None, :])
+
+
 def annulus_indices(height: int, width: int, r_in: float, r_out: float, device: torch.device) -> torch.Tensor:
-    """Flat pixel indices with r_in <= r < r_out about the centre pixel ((H-1)/2, (W-1)/2)."""
+    """Flat pixel indices with r_in <= r < r_out about the centre pixel (H // 2, W // 2)."""
     return _annulus_indices(height, width, float(r_in), float(r_out), str(device))
 
 
 @functools.lru_cache(maxsize=64)
 def _annulus_indices(height: int, width: int, r_in: float, r_out: float, device: str) -> torch.Tensor:
-    rows = torch.arange(height, dtype=torch.float64) - (height - 1) / 2.0
-    cols = torch.arange(width, dtype=torch.float64) - (width - 1) / 2.0
-    r = torch.hypot(rows[:, None], cols[None, :]).reshape(-1)
+    r = radius_map(height, width).reshape(-1)
     idx = torch.nonzero((r >= r_in) & (r < r_out)).reshape(-1)
     if idx.numel() == 0:
         raise PreprocessError(f"annulus [{r_in}, {r_out}) px holds no pixel of a {height}x{width} cutout")
@@ -143,7 +178,8 @@ def _median_last(values: torch.Tensor) -> torch.Tensor:
     return (middle[..., 0] + middle[..., 1]) / 2
 
 
-def _raw_robust(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+def _normalise(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """Steps 1-3: NaN -> 0, then (x - median) / MAD over the annulus (a new tensor)."""
     # NaN -> 0 only; +-inf stay infinite and end up at the clip bounds.
     x = torch.nan_to_num(batch, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
     if x is batch:
@@ -155,28 +191,32 @@ def _raw_robust(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
     mad = _median_last((ring - median[..., None]).abs())
     scale = mad.clamp_min(spec.mad_floor)
     # In place on our own copy: one allocation for the whole batch.
-    x.sub_(median[..., None, None]).div_(scale[..., None, None])
-    return x.clamp_(-spec.clip_range, spec.clip_range)
+    return x.sub_(median[..., None, None]).div_(scale[..., None, None])
+
+
+def _raw_robust(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    return _normalise(batch, spec).clamp_(-spec.clip_range, spec.clip_range)
 
 
 @functools.lru_cache(maxsize=16)
-def _ring_indices(height: int, width: int, device: str) -> tuple[torch.Tensor, ...]:
-    """Flat pixel indices of each 1-px ring (radius rounded to the nearest integer)."""
-    rows = torch.arange(height, dtype=torch.float64) - (height - 1) / 2.0
-    cols = torch.arange(width, dtype=torch.float64) - (width - 1) / 2.0
-    ring = torch.round(torch.hypot(rows[:, None], cols[None, :])).reshape(-1).long()
-    return tuple(torch.nonzero(ring == k).reshape(-1).to(device) for k in range(int(ring.max()) + 1))
+def _profile_rings(height: int, width: int, device: str) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """(flat pixel indices of each ring k <= r < k + 1, k < PROFILE_RINGS; the ring each
+    pixel takes its model value from, floor(r) capped at the last ring)."""
+    floor_r = torch.floor(radius_map(height, width)).reshape(-1).long()
+    rings = tuple(torch.nonzero(floor_r == k).reshape(-1).to(device) for k in range(PROFILE_RINGS))
+    if any(r.numel() == 0 for r in rings):
+        raise PreprocessError(f"a {height}x{width} cutout is too small for {PROFILE_RINGS} profile rings")
+    return rings, floor_r.clamp_max(PROFILE_RINGS - 1).to(device)
 
 
 def _residual_radial_profile(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    x = torch.nan_to_num(batch, nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+    x = _normalise(batch, spec)
     n, c, h, w = x.shape
     flat = x.reshape(n, c, h * w)
-    residual = flat.clone()
-    for idx in _ring_indices(h, w, str(x.device)):
-        ring = flat.index_select(2, idx)
-        residual[:, :, idx] = ring - _median_last(ring)[..., None]
-    return _raw_robust(residual.reshape(n, c, h, w), spec)
+    rings, ring_of_pixel = _profile_rings(h, w, str(x.device))
+    profile = torch.stack([_median_last(flat.index_select(2, idx)) for idx in rings], dim=-1)
+    residual = flat - profile.index_select(2, ring_of_pixel)
+    return residual.reshape(n, c, h, w).clamp_(-spec.clip_range, spec.clip_range)
 
 
 #: Normalisation registry: kind name -> function(batch float32 (N,C,H,W), spec) -> tensor.

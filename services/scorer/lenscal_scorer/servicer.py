@@ -22,7 +22,6 @@ from lenscal.rpc.status import rpc_errors, rpc_stream_errors, status_for
 from lenscal.scoring.api import ModelInfo
 from lenscal.scoring.batcher import deadline_from
 from lenscal.scoring.core import MAX_PER_SUBMISSION, ScoringCore, Submission
-from lenscal.survey import CUTOUT_SHAPE
 from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
 SERVICE_NAME = "lenscal.scorer.v1.Scorer"
@@ -93,13 +92,10 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
     def _submit(
         self, request: scorer_pb2.ScoreRequest, context: grpc.ServicerContext
     ) -> tuple[Submission, list[str]]:
-        self.core.engine(request.model)  # an unknown model is NOT_FOUND before any decoding
+        _, engine = self.core.engine(request.model)  # an unknown model is NOT_FOUND before decoding
+        channels, size, _ = self.core.input_shape(engine, request.preprocessed)
         cutouts, ids = decode_batch(
-            request.batch,
-            field="batch",
-            channels=CUTOUT_SHAPE[0],
-            size=CUTOUT_SHAPE[1],
-            max_count=MAX_PER_SUBMISSION,
+            request.batch, field="batch", channels=channels, size=size, max_count=MAX_PER_SUBMISSION
         )
         submission = self.core.submit(
             cutouts,

@@ -21,6 +21,7 @@ from lenscal.errors import LenscalError
 from lenscal.fsutil import sha256_file
 from lenscal.models.architectures import LensFinder, create_model
 from lenscal.preprocess import PreprocessSpec
+from lenscal.survey import CUTOUT_SHAPE
 
 WEIGHTS = "model.safetensors"
 META = "model.json"
@@ -74,7 +75,7 @@ def save_bundle(
         "arch": arch,
         "arch_kwargs": arch_kwargs,
         "preprocess": json.loads(spec.to_json()),
-        "input_shape": [3, 101, 101],
+        "input_shape": list(spec.output_shape(CUTOUT_SHAPE)),
         "embedding_dim": model.embedding_dim,
         "run_id": run_id,
         "config": config or {},
@@ -145,7 +146,8 @@ def export_onnx(
     model = bundle.model.float().eval()
     out = bundle.path / ONNX
     tmp = out.with_name(out.name + ".partial")
-    example = torch.randn(parity_batch, 3, 101, 101)
+    shape = bundle.spec.output_shape(CUTOUT_SHAPE)  # the network's input: after any crop
+    example = torch.randn(parity_batch, *shape)
 
     class _Both(torch.nn.Module):
         def __init__(self, inner: LensFinder) -> None:
@@ -168,7 +170,7 @@ def export_onnx(
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    probe = torch.randn(parity_batch + 3, 3, 101, 101)  # a different batch size than exported
+    probe = torch.randn(parity_batch + 3, *shape)  # a different batch size than exported
     with torch.no_grad():
         logits, embeddings = model.forward_with_embedding(probe)
         linear = model.head[-1]

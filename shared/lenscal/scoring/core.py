@@ -108,14 +108,20 @@ class ScoringCore:
             raise RequestError("preprocess_override", describe(exc)) from None
 
     @staticmethod
-    def check_cutouts(cutouts: np.ndarray, *, raw: bool, field: str = "batch") -> None:
-        """Shape and value policy: (N, 3, 101, 101) with 1 <= N <= MAX_PER_SUBMISSION; NaN
-        pixels are legal in raw cutouts (masked; preprocessing sets them to 0); infinities
-        never are; a preprocessed batch must be all finite."""
-        if cutouts.ndim != 4 or tuple(cutouts.shape[1:]) != CUTOUT_SHAPE:
-            raise RequestError(
-                field, f"must be (N, {', '.join(map(str, CUTOUT_SHAPE))}), got {cutouts.shape}"
-            )
+    def input_shape(engine: Engine, preprocessed: bool) -> tuple[int, int, int]:
+        """(C, H, W) a batch must have: a raw cutout, or the model's input after its
+        preprocessing (a crop changes H and W)."""
+        return engine.bundle.spec.output_shape(CUTOUT_SHAPE) if preprocessed else CUTOUT_SHAPE
+
+    @staticmethod
+    def check_cutouts(
+        cutouts: np.ndarray, *, raw: bool, shape: tuple[int, int, int] = CUTOUT_SHAPE, field: str = "batch"
+    ) -> None:
+        """Shape and value policy: (N, *shape) with 1 <= N <= MAX_PER_SUBMISSION; NaN pixels
+        are legal in raw cutouts (masked; preprocessing sets them to 0); infinities never
+        are; a preprocessed batch must be all finite."""
+        if cutouts.ndim != 4 or tuple(cutouts.shape[1:]) != shape:
+            raise RequestError(field, f"must be (N, {', '.join(map(str, shape))}), got {cutouts.shape}")
         if not 0 < len(cutouts) <= MAX_PER_SUBMISSION:
             raise RequestError(f"{field}.count", f"must be 1 to {MAX_PER_SUBMISSION}, got {len(cutouts)}")
         finite = np.isfinite(cutouts)
@@ -148,7 +154,7 @@ class ScoringCore:
             raise NotReadyError("the scorer is draining (shutting down); retry on another replica")
         name, engine = self.engine(model)
         spec = self.resolve_spec(engine, preprocessed, override)
-        self.check_cutouts(cutouts, raw=spec is not None)
+        self.check_cutouts(cutouts, raw=spec is not None, shape=self.input_shape(engine, preprocessed))
         with self._idle:
             if self._draining:
                 raise NotReadyError("the scorer is draining (shutting down); retry on another replica")

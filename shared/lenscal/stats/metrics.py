@@ -3,11 +3,16 @@
 - ``roc_auc``: Mann-Whitney U / (n_pos n_neg), ties counted half.
 - ``partial_auc``: area under the ROC curve for FPR in [0, max_fpr], divided by max_fpr
   (so 1 is perfect and max_fpr/2 is random), with the ROC interpolated linearly at max_fpr.
+- ``standardized_partial_auc``: McClish's standardisation of that area, what the team
+  reported (sklearn ``roc_auc_score(max_fpr=...)``): 0.5 (1 + (A - A_min) / (A_max - A_min))
+  with A_min = max_fpr^2 / 2 (chance) and A_max = max_fpr (perfect), so chance is 0.5.
 - ``threshold_at_fpr``: the smallest score threshold whose FPR on the negatives is <= the
   target (detection is ``score >= threshold``); it rests on n_neg negatives, so FPR targets
   below 1/n_neg cannot be resolved and are reported as such.
-- ``expected_calibration_error``: equal-width bins of predicted probability, weighted by
-  bin occupancy.
+- ``expected_calibration_error``: sum over bins of (n_b / n) |fraction positive - mean
+  probability|, 15 equal-mass bins by default (the team's dhs/calibration.py: edges at the
+  probability quantiles, first and last set to 0 and 1, the last bin closed); equal-width
+  bins on request.
 """
 
 from __future__ import annotations
@@ -59,6 +64,12 @@ def partial_auc(scores: np.ndarray, labels: np.ndarray, max_fpr: float = 0.01) -
     return float(np.trapezoid(yv, x) / max_fpr)
 
 
+def standardized_partial_auc(scores: np.ndarray, labels: np.ndarray, max_fpr: float = 0.01) -> float:
+    area = partial_auc(scores, labels, max_fpr) * max_fpr
+    low, high = 0.5 * max_fpr**2, max_fpr
+    return float(0.5 * (1.0 + (area - low) / (high - low)))
+
+
 @dataclass
 class FprThreshold:
     target_fpr: float
@@ -90,10 +101,28 @@ def fpr_at_threshold(scores: np.ndarray, labels: np.ndarray, threshold: float) -
     return int((s[~y] >= threshold).sum()), int((~y).sum())
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+def calibration_bins(probabilities: np.ndarray, bins: int = 15, binning: str = "equal_mass") -> np.ndarray:
+    """Bin index per probability (see the module docstring)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if binning == "equal_mass":
+        edges = np.percentile(p, np.linspace(0.0, 100.0, bins + 1))
+        edges[0], edges[-1] = 0.0, 1.0
+    elif binning == "equal_width":
+        edges = np.linspace(0.0, 1.0, bins + 1)
+    else:
+        raise ValueError(f"binning {binning!r} is not 'equal_mass' or 'equal_width'")
+    which = np.full(p.shape, -1)
+    for b in range(bins):
+        upper = p <= edges[b + 1] if b == bins - 1 else p < edges[b + 1]
+        which[(which < 0) & (p >= edges[b]) & upper] = b
+    return which
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = 15, binning: str = "equal_mass"
+) -> float:
     p, y = _check(probabilities, labels)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1], right=False), 0, bins - 1)
+    which = calibration_bins(p, bins, binning)
     total = 0.0
     for b in range(bins):
         inside = which == b
@@ -103,11 +132,10 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bi
 
 
 def reliability_curve(
-    probabilities: np.ndarray, labels: np.ndarray, bins: int = 10
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = 15, binning: str = "equal_mass"
 ) -> dict[str, list[float]]:
     p, y = _check(probabilities, labels)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    which = calibration_bins(p, bins, binning)
     out: dict[str, list[float]] = {"mean_predicted": [], "fraction_positive": [], "count": []}
     for b in range(bins):
         inside = which == b

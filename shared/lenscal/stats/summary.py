@@ -1,6 +1,8 @@
 """One summary of a finder's scores, used by training (every epoch) and `lenscal evaluate`.
 
-Keys: ``auc``, ``pauc`` (FPR <= 0.01, normalised by 0.01), ``ece`` (10 bins),
+Keys: ``auc``; ``pauc``, the standardised partial AUC for FPR <= 0.01 (McClish, sklearn's
+``roc_auc_score(max_fpr=0.01)``, what the team reported) and ``pauc_raw``, the area itself
+divided by 0.01; ``ece`` (15 equal-mass bins, as the team; ``ece_bins`` records it),
 ``recall_at_fpr_1e-3``; per threshold (fixed 0.3/0.5/0.7 and FPR-derived 1e-3/1e-4 from
 the negatives, each stating how many negatives it rests on): recall overall and per tier as
 k/n with Jeffreys 68% and 95% intervals (labelled as such), and the FPR it gives.
@@ -21,10 +23,13 @@ from lenscal.stats.metrics import (
     partial_auc,
     recall_at_threshold,
     roc_auc,
+    standardized_partial_auc,
     threshold_at_fpr,
 )
 
 FIXED_THRESHOLDS = (0.3, 0.5, 0.7)
+PAUC_MAX_FPR = 0.01
+ECE_BINS, ECE_BINNING = 15, "equal_mass"
 TARGET_FPRS = (1e-3, 1e-4)
 
 
@@ -44,9 +49,13 @@ def classifier_summary(
         "n_positive": int(y.sum()),
         "n_negative": int((~y).sum()),
         "auc": roc_auc(p, y),
-        "pauc": partial_auc(p, y, 0.01),
-        "pauc_max_fpr": 0.01,
-        "ece": expected_calibration_error(p, y),
+        "pauc": standardized_partial_auc(p, y, PAUC_MAX_FPR),
+        "pauc_raw": partial_auc(p, y, PAUC_MAX_FPR),
+        "pauc_max_fpr": PAUC_MAX_FPR,
+        "pauc_definition": "McClish standardised (sklearn roc_auc_score max_fpr); pauc_raw = area / max_fpr",
+        "ece": expected_calibration_error(p, y, ECE_BINS, ECE_BINNING),
+        "ece_bins": ECE_BINS,
+        "ece_binning": ECE_BINNING,
     }
     thresholds: dict[str, Any] = {}
     for value in FIXED_THRESHOLDS:
@@ -107,7 +116,7 @@ def _bootstrap(p: np.ndarray, y: np.ndarray, resamples: int, seed: int) -> dict[
         if y[pick].all() or not y[pick].any():
             continue
         aucs.append(roc_auc(p[pick], y[pick]))
-        paucs.append(partial_auc(p[pick], y[pick], 0.01))
+        paucs.append(standardized_partial_auc(p[pick], y[pick], PAUC_MAX_FPR))
     return {
         "auc_95": [float(np.percentile(aucs, 2.5)), float(np.percentile(aucs, 97.5))],
         "pauc_95": [float(np.percentile(paucs, 2.5)), float(np.percentile(paucs, 97.5))],

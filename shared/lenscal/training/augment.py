@@ -4,7 +4,8 @@ from lenscal.rng.training_generator(seed, "augment", epoch, step), so a resumed 
 - hflip / vflip / rot90: per-cutout random flips and quarter turns (lensing has no preferred
   orientation);
 - core dropout (the team's R1): with probability p, pixels within ``core_radius`` px of the
-  centre are set to 0 (the annulus median after raw_robust), hiding the lens galaxy's core;
+  centre pixel (H // 2, W // 2) are set to 0 (the annulus median after raw_robust), hiding
+  the lens galaxy's core;
 - azimuthal shuffle: with probability p, pixels within ``az_shuffle_rmax`` px are permuted
   within their 1-px ring, keeping the radial profile but destroying arc morphology.
 """
@@ -15,6 +16,7 @@ import functools
 
 import torch
 
+from lenscal.preprocess import radius_map
 from lenscal.training.config import AugmentConfig
 
 
@@ -53,14 +55,10 @@ def augment(batch: torch.Tensor, config: AugmentConfig, generator: torch.Generat
 
 @functools.lru_cache(maxsize=8)
 def _disc(h: int, w: int, radius: float, device: str) -> torch.Tensor:
-    rows = torch.arange(h) - (h - 1) / 2
-    cols = torch.arange(w) - (w - 1) / 2
-    return (torch.hypot(rows[:, None], cols[None, :]) < radius).to(device)
+    return (radius_map(h, w) < radius).to(device)
 
 
 @functools.lru_cache(maxsize=8)
 def _rings(h: int, w: int, rmax: float, device: str) -> tuple[torch.Tensor, ...]:
-    rows = torch.arange(h, dtype=torch.float64) - (h - 1) / 2
-    cols = torch.arange(w, dtype=torch.float64) - (w - 1) / 2
-    r = torch.round(torch.hypot(rows[:, None], cols[None, :])).reshape(-1).long()
+    r = torch.round(radius_map(h, w)).reshape(-1).long()
     return tuple(torch.nonzero(r == k).reshape(-1).to(device) for k in range(1, int(rmax)) if (r == k).any())

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.errors import LenscalError
-from lenscal.preprocess import PREPROCESSORS, PreprocessSpec
+from lenscal.preprocess import PREPROCESSORS, TEAM_CROP_SIZE, PreprocessSpec
 from lenscal.validation import validated
 
 
@@ -44,8 +44,10 @@ class DatasetConfig(_Section):
     sample_weight_col: str = "sample_weight"
     tier_col: str = "tier"
     seed: int = 42
-    crop: bool = False
-    crop_size: int = Field(0, ge=0)
+    #: The team's loader cropped to the centre unless a config said ``crop: false``;
+    #: crop_size 0 means their default, 64 px. The crop is part of the PreprocessSpec.
+    crop: bool = True
+    crop_size: int = Field(0, ge=0, le=101)
     annulus_r_in: float | None = Field(None, ge=0)
     annulus_r_out: float | None = Field(None, gt=0)
     clip_range: float | None = Field(None, gt=0)
@@ -54,10 +56,6 @@ class DatasetConfig(_Section):
     def _checks(self) -> DatasetConfig:
         if self.preprocessing not in PREPROCESSORS:
             raise ValueError(f"preprocessing {self.preprocessing!r} is not one of {sorted(PREPROCESSORS)}")
-        if self.crop:
-            # Every team config trains on full 101x101 cutouts; a crop would be a second
-            # preprocessing step outside the PreprocessSpec that travels with the checkpoint.
-            raise ValueError("crop: true is not supported (lenscal trains on full 101x101 cutouts)")
         return self
 
     def preprocess_spec(self) -> PreprocessSpec:
@@ -67,6 +65,7 @@ class DatasetConfig(_Section):
             annulus_r_in=self.annulus_r_in,
             annulus_r_out=self.annulus_r_out,
             clip_range=self.clip_range,
+            crop_size=(self.crop_size or TEAM_CROP_SIZE) if self.crop else None,
         )
 
 

@@ -330,7 +330,7 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
     a.set_xlabel("epoch")
     a.set_ylabel("train loss (BCE)")
     b.plot(epochs, [h["auc"] for h in history], marker="o", label="val AUC")
-    b.plot(epochs, [h["pauc"] for h in history], marker="s", label="val pAUC (FPR<=0.01)")
+    b.plot(epochs, [h["pauc"] for h in history], marker="s", label="val pAUC (FPR<=0.01, standardised)")
     b.set_xlabel("epoch")
     b.legend()
     fig.tight_layout()
