@@ -66,6 +66,10 @@ class Architecture:
     #: Embedding width with default arguments.
     embedding_dim: int
     description: str
+    #: The team's checkpoint keys -> lenscal's (None: no team checkpoints exist).
+    from_team: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    #: Constructor arguments read off a state dict (e.g. a width), for imports.
+    args_from_state: Callable[[dict[str, torch.Tensor]], dict[str, Any]] | None = None
 
     def defaults(self) -> dict[str, Any]:
         """The constructor arguments and their defaults (``pretrained`` excluded)."""
@@ -80,12 +84,20 @@ MODELS: dict[str, Architecture] = {}
 
 
 def register_model(
-    name: str, *, parameters: int, embedding_dim: int, description: str
+    name: str,
+    *,
+    parameters: int,
+    embedding_dim: int,
+    description: str,
+    from_team: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    args_from_state: Callable[[dict[str, torch.Tensor]], dict[str, Any]] | None = None,
 ) -> Callable[[Callable[..., LensFinder]], Callable[..., LensFinder]]:
     def decorate(build: Callable[..., LensFinder]) -> Callable[..., LensFinder]:
         if name in MODELS:
             raise ModelError(f"architecture {name!r} is registered twice")
-        MODELS[name] = Architecture(name, build, parameters, embedding_dim, description)
+        MODELS[name] = Architecture(
+            name, build, parameters, embedding_dim, description, from_team, args_from_state
+        )
         return build
 
     return decorate
@@ -121,16 +133,22 @@ def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def pretrained_dir() -> Path:
+    """Where ImageNet weights live: $LENSCAL_PRETRAINED_DIR, default $LENSCAL_HOME/pretrained."""
+    return Path(os.environ.get("LENSCAL_PRETRAINED_DIR", lenscal_home() / "pretrained"))
+
+
 def load_pretrained(module: nn.Module, arch: str) -> None:
     """Load ImageNet weights for ``arch`` from the pretrained directory into ``module``
     (classifier tensors skipped); a file that does not fit is an error."""
-    directory = Path(os.environ.get("LENSCAL_PRETRAINED_DIR", lenscal_home() / "pretrained"))
+    directory = pretrained_dir()
     candidates = [directory / f"{arch}.safetensors", directory / f"{arch}.pth"]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise ModelError(
-            f"ImageNet weights for {arch} not found: lenscal never downloads at run time. Put them at "
-            f"{candidates[0]} (or .pth), or set LENSCAL_PRETRAINED_DIR, or set train.pretrained: false"
+            f"ImageNet weights for {arch} not found: lenscal never downloads at run time. Bring a file "
+            f"you have with `lenscal models import-weights FILE --arch {arch}` (-> {candidates[0]}), "
+            "set LENSCAL_PRETRAINED_DIR, or set train.pretrained: false"
         )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file

@@ -54,11 +54,37 @@ class BottleneckedResNet(nn.Module):
         return self.pool(self.blocks(self.stem(x))).flatten(1)
 
 
+#: The team's block layer names -> positions in lenscal's Bottleneck.body.
+_TEAM_BODY = {"conv1": 0, "bn1": 1, "conv2": 3, "bn2": 4, "conv3": 6, "bn3": 7}
+
+
+def from_team(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The team's keys (``stem.*``, ``layerN.conv1 ... bn3``, ``layerN.shortcut.*``, ``fc.*``)
+    -> lenscal's."""
+    out = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        if head == "fc":
+            out[f"head.1.{rest}"] = value
+        elif head == "stem":
+            out[f"backbone.{key}"] = value
+        elif head.startswith("layer") and head[5:].isdigit():
+            block = int(head[5:]) - 1
+            part, _, leaf = rest.partition(".")
+            target = f"shortcut.{leaf}" if part == "shortcut" else f"body.{_TEAM_BODY[part]}.{leaf}"
+            out[f"backbone.blocks.{block}.{target}"] = value
+        else:
+            raise ModelError(f"team checkpoint key {key!r} is not part of a BottleneckedResNet")
+    return out
+
+
 @register_model(
     "bottlenecked_resnet",
     parameters=195_589,
     embedding_dim=216,
     description="the team's BottleneckedResNet (base 27 channels), Linear(8c, 1) head",
+    from_team=from_team,
+    args_from_state=lambda state: {"base_ch": int(state["stem.0.weight"].shape[0])},
 )
 def bottlenecked_resnet(base_ch: int = 27, pretrained: bool = False, dropout: float = 0.0) -> LensFinder:
     if pretrained:
