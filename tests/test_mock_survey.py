@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lenscal.data.cutouts import read_cutout
 from lenscal.data.manifest import TEAM_COLUMNS, TRACTOR_COLUMNS, read_manifest
@@ -97,3 +98,28 @@ def test_nan_masks_are_present_and_counted(tmp_path: Path) -> None:
     manifest = pd.read_parquet(tmp_path / "manifest.parquet")
     nan_cutouts = sum(bool(np.isnan(read_cutout(tmp_path / p)).any()) for p in manifest.cutout_path)
     assert 1 <= nan_cutouts <= 12
+
+
+def test_depth_columns_and_pixel_noise_agree() -> None:
+    """A point source's PSF-weighted flux measured on the mock's noise has the variance
+    1 / psfdepth that the depth columns state (the formula of lenscal.survey)."""
+    from lenscal.mock.images import _add_noise
+    from lenscal.survey import psf_sigma_pixels
+
+    n = 400
+    catalog = pd.DataFrame(
+        {
+            "galaxy_id": [f"noise_{i}" for i in range(n)],
+            **{f"psfsize_{b}": np.full(n, fwhm) for b, fwhm in zip("grz", (1.3, 1.2, 1.0), strict=True)},
+            **{f"psfdepth_{b}": np.full(n, depth) for b, depth in zip("grz", (3e3, 1e3, 2e2), strict=True)},
+        }
+    )
+    images = torch.zeros((n, 3, 101, 101))
+    _add_noise(images, catalog, seed=0)
+    rows, cols = np.mgrid[0:101, 0:101]
+    for b, band in enumerate("grz"):
+        sigma = psf_sigma_pixels(float(catalog[f"psfsize_{band}"][0]))
+        psf = np.exp(-((rows - 50) ** 2 + (cols - 50) ** 2) / (2 * sigma**2))
+        psf /= psf.sum()
+        flux = (images[:, b].numpy() * psf).sum(axis=(1, 2)) / (psf**2).sum()  # PSF-weighted estimate
+        assert flux.var() == pytest.approx(1 / float(catalog[f"psfdepth_{band}"][0]), rel=0.15), band

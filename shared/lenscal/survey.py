@@ -34,6 +34,23 @@ def pixel_noise_sigma(
     return 1.0 / math.sqrt(psfdepth * 4.0 * math.pi * sigma_px**2)
 
 
+def correlated_noise_sigma(
+    psfdepth: float,
+    psf_fwhm_arcsec: float,
+    correlation_sigma_px: float,
+    pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC,
+) -> float:
+    """White-noise sigma (nmgy per pixel, before smoothing) such that, once smoothed by a unit-sum
+    Gaussian of ``correlation_sigma_px`` (coadd resampling), a point source's PSF-weighted
+    flux has variance ``1 / psfdepth``, which is what psfdepth means:
+    ``sigma_w = pixel_noise_sigma(psfdepth, fwhm) sqrt(1 + (sigma_c / sigma_psf)^2)``.
+    (Continuum limit for a Gaussian PSF: Var(F) = sigma_w^2 4 pi sigma_psf^4 / (sigma_psf^2 +
+    sigma_c^2).) The smoothed per-pixel sigma is ``sigma_w / (2 sqrt(pi) sigma_c)``."""
+    sigma_psf = psf_sigma_pixels(psf_fwhm_arcsec, pixel_scale_arcsec)
+    white = pixel_noise_sigma(psfdepth, psf_fwhm_arcsec, pixel_scale_arcsec)
+    return white * math.sqrt(1.0 + (correlation_sigma_px / sigma_psf) ** 2)
+
+
 def psfdepth_from_m5(m5: float) -> float:
     """Point-source inverse variance (nmgy^-2) for a 5-sigma depth m5 (AB):
     inverts ``m5 = 22.5 - 2.5 log10(5 / sqrt(psfdepth))``."""
