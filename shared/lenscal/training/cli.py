@@ -41,8 +41,12 @@ def train_command(
     resolved = load_config(config, overrides=set_values, data_root=data_root)
     if dry_run:
         typer.echo(json.dumps(resolved.snapshot(), indent=2))
+        spec = resolved.dataset.preprocess_spec()
+        shape = "x".join(map(str, spec.output_shape((3, 101, 101))))
+        crop = f"a central {spec.crop_size} px crop" if spec.crop_size else "the whole 101 px cutout"
+        typer.echo(f"config sha256 {resolved.sha256()}; preprocessing {spec.to_json()}")
         typer.echo(
-            f"config sha256 {resolved.sha256()}; preprocessing {resolved.dataset.preprocess_spec().to_json()}"
+            f"network input {shape}: {crop} (dataset.crop / crop_size; the team's default is a 64 px crop)"
         )
         return
     from lenscal.registry.store import Registry
