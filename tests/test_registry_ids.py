@@ -63,3 +63,20 @@ def test_statuses_and_results_dir() -> None:
     assert name == "D05_20260214_full_reeval"
     with pytest.raises(RegistryError, match="lowercase letters and digits"):
         results_dir_name("D05", dt.date(2026, 2, 14), "Full Re-eval")
+
+
+@pytest.mark.parametrize(
+    ("kind", "run_id", "fragment"),
+    [
+        ("diagnostic", "D٠٥", "ASCII only (found '٠', U+0660)"),
+        ("training", "gen５", "ASCII only (found '５', U+FF15)"),
+        ("training", "gen٣", "ASCII only"),
+        ("evaluation", "E０４-IM1", "ASCII only"),
+        ("training", "gen" + "5" * 4999, "5002 characters, at most 64"),
+    ],
+)
+def test_look_alike_and_huge_ids_are_refused_with_the_rule(kind: str, run_id: str, fragment: str) -> None:
+    with pytest.raises(RegistryError, match="the rule is") as err:
+        check_id(kind, run_id)
+    assert fragment in str(err.value)
+    assert kind_of(run_id) is None

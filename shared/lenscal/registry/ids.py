@@ -6,6 +6,8 @@
 - evaluation: ``E<NN>-<suffix>`` (E04-IM1, E04-eval);
 - injection_model: ``IM<N>`` (IM2).
 
+IDs are ASCII and at most 64 characters: look-alike digits and letters from other
+scripts (``D٠٥``, ``gen５``) would make two records that read the same.
 Results live in ``results/<RunID>_<YYYYMMDD>_<description>/``.
 """
 
@@ -16,6 +18,8 @@ import re
 from dataclasses import dataclass
 
 from lenscal.errors import LenscalError
+
+MAX_ID_LENGTH = 64
 
 
 class RegistryError(LenscalError):
@@ -30,7 +34,11 @@ class Kind:
     default_status: str
 
     def matches(self, run_id: str) -> bool:
-        return any(re.fullmatch(p, run_id) for p in self.patterns)
+        return (
+            run_id.isascii()
+            and len(run_id) <= MAX_ID_LENGTH
+            and any(re.fullmatch(p, run_id, flags=re.ASCII) for p in self.patterns)
+        )
 
 
 KINDS: dict[str, Kind] = {
@@ -76,6 +84,16 @@ def check_kind(kind: str) -> Kind:
 def check_id(kind: str, run_id: str) -> str:
     """Return run_id if it follows the rule of ``kind``, else raise a RegistryError stating the rule."""
     k = check_kind(kind)
+    if not run_id.isascii():
+        bad = next(ch for ch in run_id if not ch.isascii())
+        raise RegistryError(
+            f"bad {kind} ID {run_id!r}: IDs are ASCII only (found {bad!r}, U+{ord(bad):04X}); "
+            f"the rule is {k.rule}"
+        )
+    if len(run_id) > MAX_ID_LENGTH:
+        raise RegistryError(
+            f"bad {kind} ID: {len(run_id)} characters, at most {MAX_ID_LENGTH}; the rule is {k.rule}"
+        )
     if not k.matches(run_id):
         guess = kind_of(run_id)
         hint = f"; {run_id!r} looks like a {guess} ID" if guess and guess != kind else ""
