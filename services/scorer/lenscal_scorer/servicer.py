@@ -166,4 +166,5 @@ def _info(model: ModelInfo) -> scorer_pb2.ModelInfo:
         device=model.device,
         weights_sha256=model.weights_sha256,
         is_default=model.is_default,
+        bundle_sha256=model.bundle_sha256,
     )

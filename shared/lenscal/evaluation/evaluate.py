@@ -65,6 +65,7 @@ def evaluate(
             "model": info.name,
             "model_id": info.model_id,
             "weights_sha256": info.weights_sha256,
+            "bundle_sha256": info.bundle_sha256,
             "preprocess": json.loads(info.spec.to_json()),
             "split": split,
             "shards": str(reader.directory),

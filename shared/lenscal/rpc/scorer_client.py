@@ -107,6 +107,7 @@ class GrpcScorer:
                 device=m.device,
                 weights_sha256=m.weights_sha256,
                 is_default=m.is_default,
+                bundle_sha256=m.bundle_sha256,
             )
             for m in reply.models
         ]

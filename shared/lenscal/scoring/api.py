@@ -46,6 +46,7 @@ class ModelInfo:
     device: str
     weights_sha256: str
     is_default: bool
+    bundle_sha256: str = ""
 
     @property
     def preprocess_spec_json(self) -> str:

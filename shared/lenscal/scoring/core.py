@@ -87,6 +87,7 @@ class ScoringCore:
             device=engine.device,
             weights_sha256=str(meta["provenance"]["weights_sha256"]),
             is_default=name == self.default,
+            bundle_sha256=engine.bundle.bundle_sha256,
         )
 
     # --- rules ---------------------------------------------------------------------------

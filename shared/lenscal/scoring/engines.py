@@ -17,7 +17,7 @@ import torch
 
 from lenscal.device import resolve_device
 from lenscal.errors import LenscalError
-from lenscal.models.bundle import ONNX, Bundle, export_onnx, load_bundle
+from lenscal.models.bundle import ONNX, Bundle, BundleError, export_onnx, load_bundle
 from lenscal.models.predict import predict
 from lenscal.preprocess import PreprocessSpec, preprocess
 
@@ -79,7 +79,10 @@ class OnnxEngine:
             wanted = [
                 p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available
             ] + wanted
-        self.session = ort.InferenceSession(str(path), providers=wanted)
+        try:
+            self.session = ort.InferenceSession(str(path), providers=wanted)
+        except Exception as exc:  # onnxruntime raises its own types for a file it cannot use
+            raise BundleError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
         self.device = (
             "cuda" if any(p != "CPUExecutionProvider" for p in self.session.get_providers()) else "cpu"
         )

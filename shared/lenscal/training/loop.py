@@ -161,7 +161,7 @@ def train(
         done_status="Trained",
         rerun=False,
         artifacts=lambda: [
-            *(out / "best" / f for f in ("model.safetensors", "model.json", "model.onnx")),
+            *(out / "best" / f for f in ("model.safetensors", "model.json", "model.onnx", "seal.json")),
             out / "metrics.jsonl",
             out / "training_curve.png",
         ],
