@@ -38,9 +38,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[tuple[str, int]]:
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     metrics = _free_port()
-    with running_service("injector", "--metrics-port", str(metrics)) as (endpoint, _proc):
+    root = str(tmp_path_factory.getbasetemp())  # shard hosts may be read under the tests' temp dirs
+    with running_service("injector", "--metrics-port", str(metrics), "--data-root", root) as (
+        endpoint,
+        _proc,
+    ):
         client = GrpcInjector(endpoint)
         client.wait_ready(60)
         client.close()
@@ -185,7 +189,7 @@ def test_each_bad_request_names_its_field_and_the_server_keeps_serving(
     r = injector_pb2.InjectRequest()
     r.shard_hosts.shard_dir = "/nonexistent/shards"
     r.shard_hosts.rows.append(0)
-    cases.append(("is not a directory on the server", r, grpc.StatusCode.NOT_FOUND))
+    cases.append(("is not a shard directory this server reads", r, grpc.StatusCode.NOT_FOUND))
     r = injector_pb2.InjectRequest()
     cases.append(("hosts: give host_batch", r, grpc.StatusCode.INVALID_ARGUMENT))
 

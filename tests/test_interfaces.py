@@ -135,12 +135,15 @@ def shards(tmp_path_factory: pytest.TempPathFactory, real_cutout_paths: list[Pat
 
 
 @pytest.fixture(scope="module", params=["in-process", "grpc"])
-def injector(request: pytest.FixtureRequest) -> Iterator[Injector]:
+def injector(request: pytest.FixtureRequest, shards: Path) -> Iterator[Injector]:
     if request.param == "in-process":
         with open_injector(device="cpu") as local:
             yield local
         return
-    with running_service("injector") as (endpoint, _), open_injector(endpoint=endpoint) as remote:
+    with (
+        running_service("injector", "--data-root", str(shards.parent)) as (endpoint, _),
+        open_injector(endpoint=endpoint) as remote,
+    ):
         remote.wait_ready()
         yield remote
 

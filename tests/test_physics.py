@@ -184,7 +184,8 @@ def test_psf_kernels_are_normalised_and_cover_999_per_mille() -> None:
     [
         ({"q_lens": 0.0}, "row 0: q_lens=0.0 is invalid; rule: in (0, 1]"),
         ({"q_lens": 1.2}, "row 0: q_lens=1.2 is invalid"),
-        ({"r_e": -0.1}, "row 0: r_e=-0.1 arcsec is invalid; rule: > 0"),
+        ({"r_e": -0.1}, "row 0: r_e=-0.1 arcsec is invalid; rule: in (0, 10]"),
+        ({"mag_g": -400.0}, "row 0: mag_g=-400.0 AB mag is invalid; rule: in [0, 40]"),
         ({"theta_e": float("nan")}, "row 0: theta_e=nan arcsec is invalid"),
         ({"psf_fwhm_z": 0.0}, "row 0: psf_fwhm_z=0.0 arcsec is invalid"),
         ({"mag_g": float("inf")}, "row 0: mag_g=inf AB mag is invalid"),

@@ -34,6 +34,15 @@ def serve_scorer(
         Path | None, typer.Option(help="File with the bearer token clients must send.")
     ] = None,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (GPU).")] = False,
+    max_unary: Annotated[
+        int, typer.Option(help="Score calls handled at once; more get RESOURCE_EXHAUSTED.", min=1)
+    ] = 64,
+    max_streams: Annotated[
+        int, typer.Option(help="ScoreStream calls open at once; more get RESOURCE_EXHAUSTED.", min=1)
+    ] = 16,
+    stream_idle_timeout_s: Annotated[
+        float, typer.Option(help="A stream with no message for this long is closed, s.", min=0.1)
+    ] = 60.0,
 ) -> None:
     """Serve lenscal.scorer.v1.Scorer: cross-request micro-batching, health, reflection, metrics."""
     from lenscal_scorer.server import ScorerOptions, serve
@@ -54,5 +63,8 @@ def serve_scorer(
             tls_key=str(tls_key) if tls_key else None,
             token_file=str(token_file) if token_file else None,
             compile=compile_model,
+            max_unary=max_unary,
+            max_streams=max_streams,
+            stream_idle_timeout_s=stream_idle_timeout_s,
         )
     )

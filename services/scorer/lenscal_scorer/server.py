@@ -17,7 +17,7 @@ import grpc
 from lenscal.errors import LenscalError
 from lenscal.logs import configure_logging
 from lenscal.rpc.auth import BearerTokenInterceptor, read_token, server_credentials
-from lenscal.rpc.server import build_server, mark_serving, run_until_signalled, start_metrics
+from lenscal.rpc.server import Admission, build_server, mark_serving, run_until_signalled, start_metrics
 from lenscal.scoring.local import load_core, model_names
 from lenscal_pb.scorer.v1 import scorer_pb2_grpc
 from lenscal_scorer.servicer import SERVICE_NAME, ScorerServicer, observe_batch
@@ -41,7 +41,9 @@ class ScorerOptions:
     tls_key: str | None = None
     token_file: str | None = None
     compile: bool = False
-    threads: int = 16
+    max_unary: int = 64
+    max_streams: int = 16
+    stream_idle_timeout_s: float = 60.0
 
 
 def serve(options: ScorerOptions) -> None:
@@ -86,7 +88,11 @@ def _serve_one(options: ScorerOptions, index: int) -> None:
         max_queue=options.max_queue,
         on_batch=observe_batch,
     )
-    servicer = ScorerServicer(core)
+    admission = Admission(
+        {"unary": options.max_unary, "streams": options.max_streams},
+        retry_after_s=0.5,
+    )
+    servicer = ScorerServicer(core, admission, stream_idle_timeout_s=options.stream_idle_timeout_s)
 
     def add(server: grpc.Server) -> list[str]:
         scorer_pb2_grpc.add_ScorerServicer_to_server(servicer, server)
@@ -97,7 +103,7 @@ def _serve_one(options: ScorerOptions, index: int) -> None:
         add,
         host=options.host,
         port=options.port,
-        max_workers=options.threads,
+        max_workers=admission.threads,
         reuse_port=options.workers > 1,
         interceptors=interceptors,
         credentials=server_credentials(options.tls_cert, options.tls_key),

@@ -1,13 +1,20 @@
 """The Scorer servicer: a thin gRPC adapter over lenscal.scoring.core.ScoringCore. It decodes
 messages, hands the cutouts to the core, waits within the call's deadline and encodes the
 reply; every rule (models, overrides, value policy, drain) lives in the core, every status
-code in lenscal.rpc.status."""
+code in lenscal.rpc.status.
+
+Calls are admitted per kind (unary, streams; lenscal.rpc.server.Admission), so idle or slow
+clients cannot take the threads health checks and other calls need. A stream keeps at most
+STREAM_WINDOW messages accepted ahead of its replies; when its client leaves, its deadline
+passes, it stays idle past the idle timeout, or the server drains, its reader stops and
+every accepted-but-unanswered message is cancelled before any compute."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,9 +22,11 @@ import grpc
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
+from lenscal.errors import NotReadyError
 from lenscal.models.predict import sigmoid
 from lenscal.preprocess import PreprocessOverride
 from lenscal.rpc.arrays import decode_batch
+from lenscal.rpc.server import Admission
 from lenscal.rpc.status import rpc_errors, rpc_stream_errors, status_for
 from lenscal.scoring.api import ModelInfo
 from lenscal.scoring.batcher import deadline_from
@@ -25,6 +34,10 @@ from lenscal.scoring.core import MAX_PER_SUBMISSION, ScoringCore, Submission
 from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
 SERVICE_NAME = "lenscal.scorer.v1.Scorer"
+#: Messages of one stream accepted ahead of their replies.
+STREAM_WINDOW = 16
+#: How often a waiting stream looks at its client, the idle clock and the drain flag, s.
+STREAM_POLL_S = 0.25
 
 REQUESTS = Counter("lenscal_scorer_requests_total", "Score messages handled", ["rpc", "code"])
 CUTOUTS = Counter("lenscal_scorer_cutouts_total", "Cutouts scored")
@@ -44,39 +57,94 @@ def observe_batch(size: int, queued_s: float, compute_s: float) -> None:
 
 
 class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
-    def __init__(self, core: ScoringCore) -> None:
+    def __init__(
+        self, core: ScoringCore, admission: Admission, *, stream_idle_timeout_s: float = 60.0
+    ) -> None:
         self.core = core
+        self.admission = admission
+        self.stream_idle_timeout_s = stream_idle_timeout_s
 
     @rpc_errors
     def Score(
         self, request: scorer_pb2.ScoreRequest, context: grpc.ServicerContext
     ) -> scorer_pb2.ScoreResponse:
-        submission, ids = self._submit(request, context)
-        context.add_callback(submission.future.cancel)
-        return self._reply(submission, ids, request, context, "Score")
+        with self.admission.enter("unary"):
+            submission, ids = self._submit(request, context)
+            context.add_callback(submission.future.cancel)
+            return self._reply(submission, ids, request, context, "Score")
 
     @rpc_stream_errors
     def ScoreStream(
         self, request_iterator: Iterator[scorer_pb2.ScoreRequest], context: grpc.ServicerContext
     ) -> Iterator[scorer_pb2.ScoreResponse]:
+        with self.admission.enter("streams"):
+            yield from self._stream(request_iterator, context)
+
+    def _stream(
+        self, request_iterator: Iterator[scorer_pb2.ScoreRequest], context: grpc.ServicerContext
+    ) -> Iterator[scorer_pb2.ScoreResponse]:
         # Requests are submitted as they arrive (a reader thread), replies go out in order.
-        pending: queue.Queue[Any] = queue.Queue(maxsize=64)
+        pending: queue.Queue[Any] = queue.Queue(maxsize=STREAM_WINDOW)
+        stop = threading.Event()
         done = object()
+
+        def offer(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    pending.put(item, timeout=STREAM_POLL_S)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         def read() -> None:
             try:
                 for request in request_iterator:
-                    pending.put((request, *self._submit(request, context)))
+                    if stop.is_set():
+                        return
+                    item = (request, *self._submit(request, context))
+                    if not offer(item):
+                        item[1].future.cancel()
+                        return
             except Exception as exc:
-                pending.put(exc)
-            pending.put(done)
+                offer(exc)
+            offer(done)
 
+        context.add_callback(stop.set)  # the client left or its deadline passed
         threading.Thread(target=read, name="lenscal-stream-reader", daemon=True).start()
-        while (item := pending.get()) is not done:
-            if isinstance(item, Exception):
-                raise item
-            request, submission, ids = item
-            yield self._reply(submission, ids, request, context, "ScoreStream")
+        last_activity = time.monotonic()
+        try:
+            while True:
+                try:
+                    item = pending.get(timeout=STREAM_POLL_S)
+                except queue.Empty:
+                    if stop.is_set() or not context.is_active():
+                        return
+                    if self.core.draining:
+                        raise NotReadyError(
+                            "the scorer is draining; resend unanswered messages elsewhere"
+                        ) from None
+                    if time.monotonic() - last_activity > self.stream_idle_timeout_s:
+                        raise TimeoutError(
+                            f"no message for {self.stream_idle_timeout_s:g} s: the stream is closed"
+                        ) from None
+                    continue
+                if item is done:
+                    return
+                if isinstance(item, Exception):
+                    raise item
+                request, submission, ids = item
+                yield self._reply(submission, ids, request, context, "ScoreStream")
+                last_activity = time.monotonic()
+        finally:
+            stop.set()
+            while True:  # whatever was accepted but not answered is dropped before compute
+                try:
+                    left = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(left, tuple):
+                    left[1].future.cancel()
 
     @rpc_errors
     def GetModelInfo(

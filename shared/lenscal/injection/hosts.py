@@ -71,12 +71,13 @@ class HostBatch:
 
 def hosts_from_shards(reader: ShardReader, rows: Sequence[int], *, field: str = "rows") -> HostBatch:
     """Rows of a shard directory as hosts: cutouts, galaxy ids, per-band PSF FWHM."""
-    picked_rows = np.asarray(list(rows), dtype=np.int64)
-    if picked_rows.size == 0:
+    listed = [int(r) for r in rows]
+    if not listed:
         raise RequestError(field, "is empty; name at least one row")
-    if picked_rows.min() < 0 or picked_rows.max() >= len(reader):
-        bad = int(picked_rows[(picked_rows < 0) | (picked_rows >= len(reader))][0])
+    bad = next((r for r in listed if not 0 <= r < len(reader)), None)  # before any int64 conversion
+    if bad is not None:
         raise RequestError(field, f"row {bad} out of range for {len(reader)} cutouts")
+    picked_rows = np.asarray(listed, dtype=np.int64)
     picked = reader.manifest().iloc[picked_rows]
     psf = host_psf_fwhm(picked) if "psfsize_r" in picked.columns else None
     return HostBatch(reader.read(picked_rows), picked["galaxy_id"].astype(str).tolist(), psf)

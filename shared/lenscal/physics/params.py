@@ -24,25 +24,25 @@ class PhysicsError(LenscalError):
 
 #: name -> (unit, rule text, check on a float64 tensor returning a valid mask)
 RULES: dict[str, tuple[str, str, Any]] = {
-    "theta_e": ("arcsec", ">= 0 (0: no lens)", lambda v: v >= 0),
+    "theta_e": ("arcsec", "in [0, 10] (0: no lens)", lambda v: (v >= 0) & (v <= 10)),
     "q_lens": ("", "in (0, 1]", lambda v: (v > 0) & (v <= 1)),
     "phi_lens": ("rad", "finite", None),
-    "lens_x": ("arcsec", "finite", None),
-    "lens_y": ("arcsec", "finite", None),
+    "lens_x": ("arcsec", "within 100 arcsec of the centre", lambda v: v.abs() <= 100),
+    "lens_y": ("arcsec", "within 100 arcsec of the centre", lambda v: v.abs() <= 100),
     "gamma1": ("", "|gamma| < 1", None),
     "gamma2": ("", "|gamma| < 1", None),
-    "src_x": ("arcsec", "finite", None),
-    "src_y": ("arcsec", "finite", None),
-    "r_e": ("arcsec", "> 0", lambda v: v > 0),
+    "src_x": ("arcsec", "within 100 arcsec of the centre", lambda v: v.abs() <= 100),
+    "src_y": ("arcsec", "within 100 arcsec of the centre", lambda v: v.abs() <= 100),
+    "r_e": ("arcsec", "in (0, 10]", lambda v: (v > 0) & (v <= 10)),
     "n_sersic": ("", "in [0.2, 10]", lambda v: (v >= 0.2) & (v <= 10)),
     "q_src": ("", "in (0, 1]", lambda v: (v > 0) & (v <= 1)),
     "phi_src": ("rad", "finite", None),
-    "mag_g": ("AB mag", "finite", None),
-    "mag_r": ("AB mag", "finite", None),
-    "mag_z": ("AB mag", "finite", None),
-    "psf_fwhm_g": ("arcsec", "> 0", lambda v: v > 0),
-    "psf_fwhm_r": ("arcsec", "> 0", lambda v: v > 0),
-    "psf_fwhm_z": ("arcsec", "> 0", lambda v: v > 0),
+    "mag_g": ("AB mag", "in [0, 40]", lambda v: (v >= 0) & (v <= 40)),
+    "mag_r": ("AB mag", "in [0, 40]", lambda v: (v >= 0) & (v <= 40)),
+    "mag_z": ("AB mag", "in [0, 40]", lambda v: (v >= 0) & (v <= 40)),
+    "psf_fwhm_g": ("arcsec", "in (0, 10]", lambda v: (v > 0) & (v <= 10)),
+    "psf_fwhm_r": ("arcsec", "in (0, 10]", lambda v: (v > 0) & (v <= 10)),
+    "psf_fwhm_z": ("arcsec", "in (0, 10]", lambda v: (v > 0) & (v <= 10)),
 }
 PARAM_NAMES: tuple[str, ...] = tuple(RULES)
 

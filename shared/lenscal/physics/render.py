@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.physics.lens import ray_shoot
 from lenscal.physics.params import ArcParams, PhysicsError, flux_nmgy
@@ -26,9 +26,18 @@ from lenscal.physics.source import gaussian_clumps_sb, sersic_b, sersic_sb
 from lenscal.rng import noise_seed
 from lenscal.survey import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
 
+#: Bounds that keep one render's memory and time proportional to what it produces.
+MAX_SUBGRID_SIDE = 4096  # size x oversample, sub-pixels per side
+MAX_KERNEL_SIDE = 257  # PSF kernel pixels per side (a 99.9%-flux Moffat of beta ~2.3 at 3")
+GAIN_RANGE = (1e-3, 1e13)  # e-/nmgy; 1e12 is the team's "no noise" check, inf is noiseless
+
 
 class RenderSpec(BaseModel):
-    """How arcs are rendered. Units: pixel_scale arcsec/px; poisson_gain e-/nmgy."""
+    """How arcs are rendered. Units: pixel_scale arcsec/px; poisson_gain e-/nmgy.
+
+    Bounded so that no setting asks for unbounded work: size x oversample <= 4096 sub-pixels,
+    a PSF kernel (at max_psf_fwhm, covering 99.9% of the flux) <= 257 px wide, which refuses
+    Moffat beta below ~2.3 at FWHM 3 arcsec, and poisson_gain within [1e-3, 1e13] (or inf)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -48,6 +57,30 @@ class RenderSpec(BaseModel):
     #: FFT round-off below this fraction of a stamp's peak is set to exactly zero, so
     #: empty pixels stay empty (and get no Poisson noise).
     zero_floor: float = Field(1e-7, ge=0, lt=1e-3)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RenderSpec:
+        side = self.size * self.oversample
+        if side > MAX_SUBGRID_SIDE:
+            raise ValueError(
+                f"size x oversample = {self.size} x {self.oversample} = {side} sub-pixels per side "
+                f"exceeds {MAX_SUBGRID_SIDE}; lower oversample or the stamp size"
+            )
+        if self.poisson_gain is not None and math.isfinite(self.poisson_gain):
+            low, high = GAIN_RANGE
+            if not low <= self.poisson_gain <= high:
+                raise ValueError(
+                    f"poisson_gain {self.poisson_gain:g} e-/nmgy is outside [{low:g}, {high:g}] "
+                    "(inf: noiseless)"
+                )
+        kernel = 2 * kernel_half_width(self.max_psf_fwhm / self.pixel_scale, self.psf, self.moffat_beta) + 1
+        if kernel > MAX_KERNEL_SIDE:
+            raise ValueError(
+                f"a {self.psf} PSF of beta {self.moffat_beta:g} at FWHM {self.max_psf_fwhm:g} arcsec needs a "
+                f"{kernel} px kernel to hold 99.9% of its flux; the limit is {MAX_KERNEL_SIDE} px "
+                "(raise moffat_beta or lower max_psf_fwhm)"
+            )
+        return self
 
 
 @dataclass

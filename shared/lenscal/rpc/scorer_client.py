@@ -1,7 +1,12 @@
 """GrpcScorer: the Scorer interface over the scorer service. Cutouts go out as float16
 bytes (half the wire) in messages of ~64 cutouts, over several channels, round-robin
-across replica endpoints, with retries and backoff on UNAVAILABLE / RESOURCE_EXHAUSTED and
-a deadline on every call."""
+across replica endpoints, with a deadline on every call.
+
+A job finishes when replicas drain or die: Score is idempotent, so a message that fails
+with UNAVAILABLE, CANCELLED (a server going away mid-call) or RESOURCE_EXHAUSTED is sent
+again, on another replica when there is one (a replica that answered UNAVAILABLE or
+CANCELLED is avoided for a few seconds), after the server's retry hint when overloaded.
+A stream that breaks has its unanswered messages resent the same way."""
 
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ from lenscal.rpc.status import RETRY_AFTER_KEY, RETRYABLE, as_lenscal_errors
 from lenscal.scoring.api import ModelInfo, Progress, ScoreResult
 from lenscal.survey import FLOAT16_MAX
 from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+
+#: Seconds a replica that answered UNAVAILABLE or CANCELLED is passed over.
+AVOID_S = 5.0
 
 
 class GrpcScorer:
@@ -61,24 +69,44 @@ class GrpcScorer:
                     self._channels.append(grpc.secure_channel(endpoint, creds, options=options))
                 else:
                     self._channels.append(grpc.insecure_channel(endpoint, options=options))
+        per_endpoint = channels_per_endpoint
         self._stubs = [scorer_pb2_grpc.ScorerStub(c) for c in self._channels]
+        self._endpoint_of = [i // per_endpoint for i in range(len(self._stubs))]
+        self._avoid_until = [0.0] * len(self.endpoints)
         self._turn = itertools.count()
         self._lock = threading.Lock()
 
     # --- plumbing ------------------------------------------------------------------------
 
-    def _stub(self) -> scorer_pb2_grpc.ScorerStub:
+    def _stub(self) -> tuple[int, scorer_pb2_grpc.ScorerStub]:
+        """(endpoint index, stub): round-robin over channels of replicas not being avoided."""
         with self._lock:
-            return self._stubs[next(self._turn) % len(self._stubs)]
+            now = time.monotonic()
+            for _ in range(len(self._stubs)):
+                k = next(self._turn) % len(self._stubs)
+                if self._avoid_until[self._endpoint_of[k]] <= now:
+                    return self._endpoint_of[k], self._stubs[k]
+            k = next(self._turn) % len(self._stubs)  # every replica avoided: try anyway
+            return self._endpoint_of[k], self._stubs[k]
+
+    def _avoid(self, endpoint: int, seconds: float = AVOID_S) -> None:
+        with self._lock:
+            self._avoid_until[endpoint] = time.monotonic() + seconds
 
     def _call(self, request: scorer_pb2.ScoreRequest) -> scorer_pb2.ScoreResponse:
         delay = self.backoff_s
-        for attempt in range(self.retries + 1):
+        attempts = self.retries + len(self.endpoints)  # a dead replica costs one attempt each
+        for attempt in range(attempts):
+            endpoint, stub = self._stub()
             try:
-                return self._stub().Score(request, timeout=self.timeout_s, metadata=self._metadata)
+                return stub.Score(request, timeout=self.timeout_s, metadata=self._metadata)
             except grpc.RpcError as error:
-                if error.code() not in RETRYABLE or attempt == self.retries:
+                if error.code() not in RETRYABLE or attempt == attempts - 1:
                     raise
+                if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    self._avoid(endpoint)  # draining or gone: go elsewhere at once
+                    if len(self.endpoints) > 1:
+                        continue
                 hint = dict(error.trailing_metadata() or ()).get(RETRY_AFTER_KEY)
                 time.sleep(max(delay, float(hint)) if hint else delay)
                 delay = min(delay * 2, 5.0)
@@ -92,7 +120,7 @@ class GrpcScorer:
 
     def model_info(self, model: str = "") -> list[ModelInfo]:
         with as_lenscal_errors():
-            reply = self._stub().GetModelInfo(
+            reply = self._stub()[1].GetModelInfo(
                 scorer_pb2.ModelInfoRequest(model=model), timeout=self.timeout_s, metadata=self._metadata
             )
         return [
@@ -184,19 +212,30 @@ class GrpcScorer:
         return _result(replies, return_embeddings)
 
     def _stream(self, requests: list[scorer_pb2.ScoreRequest], lanes: int, progress: Any) -> list[Any]:
-        """Split the messages over ``lanes`` bidirectional streams (one per channel)."""
+        """Split the messages over ``lanes`` bidirectional streams (one per channel); a lane
+        whose stream breaks resends its unanswered messages as retried unary calls."""
         split = [requests[i :: max(1, lanes)] for i in range(max(1, lanes))]
         results: dict[int, Any] = {}
 
         def run(lane: list[scorer_pb2.ScoreRequest]) -> None:
             if not lane:
                 return
-            for reply in self._stub().ScoreStream(
-                iter(lane), timeout=self.timeout_s, metadata=self._metadata
-            ):
-                results[reply.request_tag] = reply
-                if progress is not None:
-                    progress(len(reply.logits))
+            endpoint, stub = self._stub()
+            try:
+                for reply in stub.ScoreStream(iter(lane), timeout=self.timeout_s, metadata=self._metadata):
+                    results[reply.request_tag] = reply
+                    if progress is not None:
+                        progress(len(reply.logits))
+            except grpc.RpcError as error:
+                if error.code() not in RETRYABLE:
+                    raise
+                self._avoid(endpoint)
+            for request in lane:
+                if request.request_tag not in results:
+                    reply = self._call(request)
+                    results[reply.request_tag] = reply
+                    if progress is not None:
+                        progress(len(reply.logits))
 
         with ThreadPoolExecutor(max_workers=len(split)) as pool:
             list(pool.map(run, split))

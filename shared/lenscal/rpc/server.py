@@ -3,16 +3,19 @@ endpoint, graceful shutdown on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from lenscal.errors import OverloadedError
 
 log = logging.getLogger("lenscal.rpc")
 
@@ -94,3 +97,42 @@ def start_metrics(port: int, host: str = "127.0.0.1") -> None:
         from prometheus_client import start_http_server
 
         start_http_server(port, addr=host)
+
+
+class Admission:
+    """Bounded concurrency per kind of call, answered at once: a call over its kind's limit
+    gets RESOURCE_EXHAUSTED (with a retry hint) instead of waiting for a thread, so slow or
+    idle clients of one kind can never take the threads health checks and other calls need."""
+
+    def __init__(self, limits: dict[str, int], retry_after_s: float = 0.5) -> None:
+        self.limits = dict(limits)
+        self.active = dict.fromkeys(limits, 0)
+        self.retry_after_s = retry_after_s
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def enter(self, kind: str) -> Iterator[None]:
+        with self._lock:
+            if self.active[kind] >= self.limits[kind]:
+                raise OverloadedError(
+                    f"{self.limits[kind]} {kind} calls already running (the server's --max-{kind} limit); "
+                    "retry later or on another replica",
+                    retry_after_s=self.retry_after_s,
+                )
+            self.active[kind] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active[kind] -= 1
+
+    @property
+    def threads(self) -> int:
+        """Handler threads that guarantee a free one for health checks and refusals."""
+        return sum(self.limits.values()) + HEALTH_RESERVE_THREADS
+
+
+#: Threads beyond the admitted calls: health checks, reflection, quick refusals.
+HEALTH_RESERVE_THREADS = 4
+#: Largest reply a service computes: the message limit less room for the other fields.
+MAX_REPLY_BYTES = MAX_MESSAGE_BYTES - (1 << 20)

@@ -4,6 +4,7 @@ use ``RETRYABLE`` to decide what another attempt (or replica) may fix."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -26,6 +27,7 @@ log = logging.getLogger("lenscal.rpc")
 
 #: First match wins: specific classes before their bases.
 STATUS_FOR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (concurrent.futures.CancelledError, grpc.StatusCode.CANCELLED),  # the caller left
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (NotReadyError, grpc.StatusCode.UNAVAILABLE),
@@ -33,8 +35,12 @@ STATUS_FOR: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (LenscalError, grpc.StatusCode.INVALID_ARGUMENT),  # every other user-fixable problem
 )
-#: Codes a client retries (with backoff, on another replica when it has one).
-RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+#: Codes a client retries (with backoff, on another replica when it has one). CANCELLED is
+#: among them for idempotent calls: a client that did not cancel sees it only when a server
+#: went away mid-call.
+RETRYABLE = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED}
+)
 #: Trailing-metadata key carrying a RESOURCE_EXHAUSTED back-off hint, seconds.
 RETRY_AFTER_KEY = "retry-after-s"
 
@@ -114,6 +120,9 @@ def rpc_stream_errors(method: F) -> F:
 def _abort(context: grpc.ServicerContext, exc: Exception, name: str) -> None:
     if isinstance(exc, grpc.RpcError) and hasattr(context, "code") and context.code() is not None:
         raise exc  # already aborted
-    if status_for(exc) == grpc.StatusCode.INTERNAL:
-        log.exception("unexpected error in %s", name)
+    code = status_for(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        log.exception("unexpected error in %s", name)  # the JSON log keeps the traceback
+    elif code in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
+        log.debug("%s ended: %s", name, code.name)  # the caller's choice, not an error
     abort_with(context, exc, name)

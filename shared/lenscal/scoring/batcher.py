@@ -4,7 +4,10 @@ packed into device batches of up to ``max_batch_size`` cutouts, waiting at most
 own slice of the results, in order.
 
 - Bounded queue: past ``max_queue`` cutouts waiting, ``submit`` raises OverloadedError
-  (RESOURCE_EXHAUSTED with a retry hint) instead of growing without limit.
+  (RESOURCE_EXHAUSTED) with a retry hint: the time the queue takes to drain at the measured
+  compute rate (a moving average of recent batches).
+- Never a NaN score: a piece whose logits are not finite (a cutout that overflows after
+  preprocessing) fails with a RequestError naming the cutout; its batch-mates are unaffected.
 - Deadlines: a piece whose deadline passed before its batch ran fails with TimeoutError;
   a cancelled request (client gone) is dropped before compute.
 - Only pieces with the same key (model, preprocessing, embeddings) share a batch.
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lenscal.errors import NotReadyError, OverloadedError
+from lenscal.errors import NotReadyError, OverloadedError, RequestError
 
 Runner = Callable[[Hashable, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
@@ -71,6 +74,7 @@ class MicroBatcher:
         self._cond = threading.Condition()
         self._closed = False
         self.stats = BatcherStats()
+        self._rate: float | None = None  # cutouts per second of compute, moving average
         self._thread = threading.Thread(target=self._loop, name="lenscal-batcher", daemon=True)
         self._thread.start()
 
@@ -93,12 +97,18 @@ class MicroBatcher:
             if self._queued + n > self.max_queue:
                 raise OverloadedError(
                     f"queue full ({self._queued} cutouts waiting, limit {self.max_queue}); retry later",
-                    retry_after_s=max(0.05, self._queued / 20000),
+                    retry_after_s=self.drain_time_s(),
                 )
             self._pieces.extend(pieces)
             self._queued += n
             self._cond.notify()
         return request.future
+
+    def drain_time_s(self) -> float:
+        """Seconds the waiting cutouts take at the measured rate (0.05-10 s; 0.5 s unmeasured)."""
+        if self._rate is None:
+            return 0.5
+        return min(10.0, max(0.05, self._queued / self._rate))
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Refuse new work, finish what was accepted."""
@@ -167,6 +177,8 @@ class MicroBatcher:
             finished = time.monotonic()
             self.stats.batches += 1
             self.stats.cutouts += len(cutouts)
+            rate = len(cutouts) / max(finished - started, 1e-6)
+            self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
             if self._on_batch is not None:
                 self._on_batch(len(cutouts), started - now, finished - started)
             offset = 0
@@ -182,6 +194,17 @@ class MicroBatcher:
     @staticmethod
     def _deliver(piece: _Piece, logits: np.ndarray, embeddings: np.ndarray | None) -> None:
         request = piece.request
+        bad = np.flatnonzero(~np.isfinite(logits))
+        if bad.size:
+            if not request.future.done():
+                request.future.set_exception(
+                    RequestError(
+                        "batch.data",
+                        f"cutout {piece.start + int(bad[0])} gives a non-finite score (its values overflow "
+                        "after preprocessing)",
+                    )
+                )
+            return
         if request.logits is None:
             request.logits = np.empty(len(request.cutouts), dtype=np.float32)
             if embeddings is not None:

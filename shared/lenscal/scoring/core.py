@@ -24,6 +24,9 @@ from lenscal.validation import describe
 
 #: Cutouts accepted in one submission (one gRPC message); larger work is sent in pieces.
 MAX_PER_SUBMISSION = 4096
+#: Largest |value| accepted: raw nanomaggies (1e20 nmgy is magnitude -27.5) and network input.
+RAW_LIMIT = 1e20
+PREPROCESSED_LIMIT = 1e6
 
 
 @dataclass
@@ -126,6 +129,11 @@ class ScoringCore:
         if not 0 < len(cutouts) <= MAX_PER_SUBMISSION:
             raise RequestError(f"{field}.count", f"must be 1 to {MAX_PER_SUBMISSION}, got {len(cutouts)}")
         finite = np.isfinite(cutouts)
+        limit = RAW_LIMIT if raw else PREPROCESSED_LIMIT
+        huge = int((np.abs(np.where(finite, cutouts, 0)) > limit).sum())
+        if huge:
+            what = "nanomaggies" if raw else "in a preprocessed batch"
+            raise RequestError(f"{field}.data", f"holds {huge} value(s) beyond +-{limit:g} {what}")
         if finite.all():
             return
         infinite = int(np.isinf(cutouts).sum())
@@ -181,6 +189,10 @@ class ScoringCore:
     @property
     def queued(self) -> int:
         return self.batcher.queued
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
 
     def drain(self, timeout_s: float) -> None:
         """Refuse new work (NotReadyError), wait at most ``timeout_s`` for accepted work, stop."""
