@@ -74,6 +74,7 @@ def test_every_edit_is_refused(two: tuple[Path, Path], edit: str, fragment: str)
         ("keys", "missing key(s) ['arch_kwargs']"),
         ("onnx", "ONNX Runtime cannot load it"),
         ("seal", "bundle is not sealed"),
+        ("edit", "refusing tampered model.json"),
     ],
 )
 def test_broken_bundles_fail_in_one_line_with_status_2(tmp_path: Path, damage: str, fragment: str) -> None:
@@ -91,8 +92,12 @@ def test_broken_bundles_fail_in_one_line_with_status_2(tmp_path: Path, damage: s
     elif damage == "onnx":
         (bundle / "model.onnx").write_bytes(b"garbage" * 100)
         seal(bundle)
-    else:
+    elif damage == "seal":
         (bundle / "seal.json").unlink()
+    else:  # an edited clip range, served under the same name before bundles were sealed
+        meta = json.loads((bundle / "model.json").read_text())
+        meta["preprocess"]["clip_range"] = 20.0
+        (bundle / "model.json").write_text(json.dumps(meta))
     run = subprocess.run(
         [*LENSCAL, "serve", "scorer", "--model", str(bundle), "--engine", "onnx", "--port", "0"],
         capture_output=True, text=True, timeout=120,

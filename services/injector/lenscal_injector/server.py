@@ -10,7 +10,14 @@ import grpc
 from lenscal.injection.core import InjectorCore
 from lenscal.logs import configure_logging
 from lenscal.rpc.auth import BearerTokenInterceptor, read_token, server_credentials
-from lenscal.rpc.server import Admission, build_server, mark_serving, run_until_signalled, start_metrics
+from lenscal.rpc.server import (
+    Admission,
+    build_server,
+    cap_malloc_arenas,
+    mark_serving,
+    run_until_signalled,
+    start_metrics,
+)
 from lenscal_injector.servicer import SERVICE_NAME, InjectorServicer
 from lenscal_pb.injector.v1 import injector_pb2_grpc
 
@@ -29,6 +36,7 @@ def serve(
     token_file: str | None = None,
 ) -> None:
     configure_logging(level=logging.INFO, json_lines=True)
+    cap_malloc_arenas()
     core = InjectorCore(device=device, data_roots=list(data_roots))
     admission = Admission({"requests": max_requests})
     servicer = InjectorServicer(core, admission)

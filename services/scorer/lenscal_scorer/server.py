@@ -17,7 +17,14 @@ import grpc
 from lenscal.errors import LenscalError
 from lenscal.logs import configure_logging
 from lenscal.rpc.auth import BearerTokenInterceptor, read_token, server_credentials
-from lenscal.rpc.server import Admission, build_server, mark_serving, run_until_signalled, start_metrics
+from lenscal.rpc.server import (
+    Admission,
+    build_server,
+    cap_malloc_arenas,
+    mark_serving,
+    run_until_signalled,
+    start_metrics,
+)
 from lenscal.scoring.local import load_core, model_names
 from lenscal_pb.scorer.v1 import scorer_pb2_grpc
 from lenscal_scorer.servicer import SERVICE_NAME, ScorerServicer, observe_batch
@@ -78,6 +85,7 @@ def serve(options: ScorerOptions) -> None:
 
 def _serve_one(options: ScorerOptions, index: int) -> None:
     configure_logging(level=logging.INFO, json_lines=True)
+    cap_malloc_arenas()
     core = load_core(
         options.models,
         engine=options.engine,

@@ -32,7 +32,10 @@ def kernel_half_width(fwhm_px: float, profile: str, beta: float = 3.5) -> int:
         if beta <= 1.0:
             raise PhysicsError(f"moffat_beta={beta} must be > 1 (finite flux)")
         alpha = fwhm_px / (2.0 * math.sqrt(2.0 ** (1.0 / beta) - 1.0))
-        radius = alpha * math.sqrt((1.0 / (1.0 - ENCLOSED)) ** (1.0 / (beta - 1.0)) - 1.0)
+        log_term = math.log(1.0 / (1.0 - ENCLOSED)) / (beta - 1.0)
+        if log_term > 80.0:  # beta near 1: a radius beyond any image (and beyond float range)
+            return 10**9
+        radius = alpha * math.sqrt(math.exp(log_term) - 1.0)
     else:
         raise PhysicsError(f"unknown PSF profile {profile!r}; choose 'gaussian' or 'moffat'")
     return math.ceil(radius) + 1

@@ -91,6 +91,16 @@ def run_until_signalled(
     server.stop(grace_s).wait()
 
 
+def cap_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas (it makes up to 8 per core, one per busy thread): a server
+    with dozens of handler threads otherwise fragments memory and its RSS creeps up after
+    every burst of cancelled work. No-op where libc is not glibc."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
+
+
 def start_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Prometheus text exposition on http://host:port/metrics (port 0 disables)."""
     if port:
