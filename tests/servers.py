@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 class Service(subprocess.Popen[str]):
@@ -62,3 +63,21 @@ def running_service(*args: str, timeout_s: float = 90.0, port: int = 0) -> Itera
                 proc.kill()
                 proc.wait()
         reader.join(timeout=5)
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed (key, certificate) for 127.0.0.1 and localhost, made with openssl."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    key, cert = directory / "key.pem", directory / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return key, cert

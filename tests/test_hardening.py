@@ -31,7 +31,7 @@ from lenscal.rpc.scorer_client import GrpcScorer
 from lenscal_pb.injector.v1 import injector_pb2, injector_pb2_grpc
 from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
-from .servers import running_service
+from .servers import make_certificate, running_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -452,3 +452,17 @@ def test_the_retry_hint_follows_the_measured_drain_rate() -> None:
             batcher.submit("k", np.zeros((64, 3, 2, 2), np.float32))
     assert 0.5 < err.value.retry_after_s < 2.0  # ~600 queued at ~640/s: ~1 s, not the 0.05 s floor
     batcher.close()
+
+
+def test_injector_tls(tmp_path: Path) -> None:
+    from lenscal.rpc.injector_client import GrpcInjector
+
+    key, cert = make_certificate(tmp_path)
+    with running_service("injector", "--tls-cert", str(cert), "--tls-key", str(key)) as (endpoint, _):
+        with GrpcInjector(endpoint, root_certificates=cert.read_bytes()) as client:
+            client.wait_ready()
+            drawn = sample_params(get_prior("default"), [1.5], np.full((1, 3), 1.2), seed=1)
+            assert client.render(drawn).shape == (1, 3, 101, 101)
+        plain = injector_pb2_grpc.InjectorStub(grpc.insecure_channel(endpoint))
+        code, _ = _code(lambda: plain.Render(injector_pb2.RenderRequest(params=_params(1)), timeout=10))
+        assert code == grpc.StatusCode.UNAVAILABLE

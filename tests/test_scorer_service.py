@@ -31,7 +31,7 @@ from lenscal.rpc.arrays import encode_batch
 from lenscal.rpc.scorer_client import GrpcScorer
 from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
-from .servers import running_service
+from .servers import make_certificate, running_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -428,33 +428,7 @@ def test_two_workers_share_one_port(bundle: Path, cutouts: np.ndarray) -> None:
 
 
 def test_tls(bundle: Path, cutouts: np.ndarray, tmp_path: Path) -> None:
-    import shutil
-
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    key, cert = make_certificate(tmp_path)
     with running_service(
         "scorer", "--model", str(bundle), "--tls-cert", str(cert), "--tls-key", str(key)
     ) as (
