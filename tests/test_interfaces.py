@@ -108,6 +108,8 @@ def test_model_info_and_errors_are_the_same(scorer: Scorer, cutouts: np.ndarray)
         True,
     )
     assert info.spec.annulus_r_in == 32.5 and info.embedding_dim == 64 and len(info.weights_sha256) == 64
+    # The default engine is the one measured faster on the device: ONNX Runtime on a CPU.
+    assert info.engine == ("torch" if torch.cuda.is_available() else "onnx")
     with pytest.raises(NotFoundError, match="unknown model 'nope'"):
         scorer.score(cutouts[:2], model="nope")
     with pytest.raises(RequestError, match="preprocess_override"):

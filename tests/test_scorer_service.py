@@ -70,7 +70,15 @@ def free_port() -> int:
 def torch_server(bundle: Path) -> Iterator[tuple[str, int]]:
     metrics = free_port()
     with running_service(
-        "scorer", "--model", str(bundle), "--metrics-port", str(metrics), "--batch-wait-timeout-s", "0.01"
+        "scorer",
+        "--model",
+        str(bundle),
+        "--metrics-port",
+        str(metrics),
+        "--batch-wait-timeout-s",
+        "0.01",
+        "--engine",
+        "torch",
     ) as (endpoint, _):
         yield endpoint, metrics
 

@@ -16,7 +16,7 @@ def open_scorer(
     *,
     model: str | Path | Sequence[str | Path] | None = None,
     endpoints: str | Sequence[str] | None = None,
-    engine: str = "torch",
+    engine: str = "auto",
     device: str = "auto",
     token: str | None = None,
     root_certificates: bytes | None = None,

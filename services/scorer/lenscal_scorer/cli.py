@@ -18,7 +18,9 @@ def serve_scorer(
         str, typer.Option(help="Bind address; 0.0.0.0 exposes the service to the network.")
     ] = "127.0.0.1",
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
-    engine: Annotated[str, typer.Option(help="torch or onnx.")] = "torch",
+    engine: Annotated[
+        str, typer.Option(help="auto (ONNX Runtime on CPU, torch bf16 on CUDA), torch or onnx.")
+    ] = "auto",
     workers: Annotated[
         int, typer.Option(help="Server processes sharing the port (SO_REUSEPORT).", min=1)
     ] = 1,

@@ -38,7 +38,7 @@ class ScorerOptions:
     port: int = 50051
     host: str = "127.0.0.1"
     device: str = "auto"
-    engine: str = "torch"
+    engine: str = "auto"
     workers: int = 1
     max_batch_size: int = 512
     batch_wait_timeout_s: float = 0.005
@@ -123,9 +123,10 @@ def _serve_one(options: ScorerOptions, index: int) -> None:
         log.info("model %s warm (%s on %s)", info.name, info.engine, info.device)
     mark_serving(health_servicer, [SERVICE_NAME])
     devices = ",".join(sorted({i.device for i in core.model_info()}))
+    engines = ",".join(sorted({i.engine for i in core.model_info()}))
     print(
         f"lenscal scorer listening on {options.host}:{bound} worker={index} models={','.join(core.engines)} "
-        f"engine={options.engine} device={devices}",
+        f"engine={engines} device={devices}",
         flush=True,
     )
     run_until_signalled(server, health_servicer, [SERVICE_NAME], drain=servicer.drain)

@@ -34,7 +34,7 @@ def model_names(paths: Sequence[str | Path]) -> dict[str, str]:
 def load_core(
     bundles: Sequence[str | Path],
     *,
-    engine: str = "torch",
+    engine: str = "auto",
     device: str = "auto",
     compile: bool = False,
     max_batch_size: int = 512,
@@ -45,7 +45,7 @@ def load_core(
     """A ScoringCore over the given checkpoint bundles (the first is the default model)."""
     if not bundles:
         raise LenscalError("give at least one model bundle")
-    extra = {"compile": compile} if engine == "torch" else {}
+    extra = {"compile": compile}
     engines = {
         name: make_engine(engine, path, device, **extra) for name, path in model_names(bundles).items()
     }
@@ -65,7 +65,7 @@ class LocalScorer:
         self,
         bundles: str | Path | Sequence[str | Path],
         *,
-        engine: str = "torch",
+        engine: str = "auto",
         device: str = "auto",
         compile: bool = False,
         max_batch_size: int = 512,
