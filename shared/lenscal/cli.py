@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "lenscal.models.cli",
     "lenscal.evaluation.cli",
     "lenscal.scoring.cli",
+    "lenscal.selection.cli",
     "lenscal.registry.cli",
 )
 SERVE_PLUGINS = "lenscal.serve"

@@ -9,6 +9,7 @@ a global generator). Streams in use (changing a name changes stored outputs):
 - ``seed, cell, index``                     Poisson noise of an injection (lenscal.physics.render)
 - ``lenscal-mock, seed, stream, key``       mock-survey objects (lenscal.mock)
 - ``lenscal-split, seed, nside, pixel``     HEALPix split of a pixel (lenscal.data.splits)
+- ``lenscal-grid-host, seed, cell, index``  the host of a grid injection (lenscal.selection)
 - ``lenscal-training, purpose, seed, epoch, step``  augmentation, dropout, batch order (lenscal.training)
 """
 
@@ -68,6 +69,11 @@ def mock_rng(seed: int, key: int | str, stream: str = "catalog") -> np.random.Ge
 def split_uniform(seed: int, nside: int, pixel: int) -> float:
     """The number in [0, 1) that places a HEALPix pixel in a split."""
     return unit_uniform("lenscal-split", seed, nside, pixel)
+
+
+def grid_host_rng(seed: int, cell: str, index: int) -> np.random.Generator:
+    """The host of injection ``index`` of grid cell ``cell`` in run ``seed``."""
+    return numpy_rng("lenscal-grid-host", seed, cell, index)
 
 
 def training_generator(seed: int, purpose: str, epoch: int, step: int = 0) -> torch.Generator:

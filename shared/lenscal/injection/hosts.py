@@ -83,17 +83,17 @@ def hosts_from_shards(reader: ShardReader, rows: Sequence[int], *, field: str = 
     return HostBatch(reader.read(picked_rows), picked["galaxy_id"].astype(str).tolist(), psf)
 
 
-def im1_pool(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Validation-split negatives."""
+def im1_pool(manifest: pd.DataFrame, split: str = "val") -> pd.DataFrame:
+    """Negatives of a split (validation by default)."""
     _need(manifest, ("split", "label"), "IM1")
-    return manifest[(manifest["split"] == "val") & (manifest["label"] == 0)]
+    return manifest[(manifest["split"] == split) & (manifest["label"] == 0)]
 
 
-def im2_pool(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Deflector-like (DEV/SER) validation-split negatives."""
+def im2_pool(manifest: pd.DataFrame, split: str = "val") -> pd.DataFrame:
+    """Deflector-like (DEV/SER) negatives of a split."""
     type_col = "type_bin" if "type_bin" in manifest.columns else "type"
     _need(manifest, ("split", "label", type_col), "IM2")
-    pool = im1_pool(manifest)
+    pool = im1_pool(manifest, split)
     keep = pool[type_col].astype(str).str.strip().isin(LRG_TYPES)
     if "quality_ok" in pool.columns:
         keep &= pool["quality_ok"].fillna(False).astype(bool)
@@ -141,10 +141,10 @@ def host_moments(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 HOST_MODELS = {"IM1": im1_pool, "IM2": im2_pool}
 
 
-def host_pool(manifest: pd.DataFrame, model: str) -> pd.DataFrame:
+def host_pool(manifest: pd.DataFrame, model: str, split: str = "val") -> pd.DataFrame:
     if model not in HOST_MODELS:
         raise ManifestError(f"unknown injection model {model!r}; known: {sorted(HOST_MODELS)}")
-    return HOST_MODELS[model](manifest)
+    return HOST_MODELS[model](manifest, split)
 
 
 def _need(df: pd.DataFrame, columns: tuple[str, ...], model: str) -> None:

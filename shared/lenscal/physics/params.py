@@ -175,6 +175,25 @@ class ArcParams:
         """(N, 3) PSF FWHM in arcsec for g, r, z."""
         return torch.stack([self.psf_fwhm_g, self.psf_fwhm_r, self.psf_fwhm_z], dim=1)
 
+    @classmethod
+    def concat(cls, parts: list[ArcParams]) -> ArcParams:
+        """One ArcParams of several, in order (clumps padded with zero-flux clumps)."""
+        if not parts:
+            raise PhysicsError("nothing to join")
+        columns = {n: torch.cat([getattr(p, n) for p in parts]) for n in PARAM_NAMES}
+        clumps = None
+        if any(p.clumps is not None for p in parts):
+            k = max(p.clumps.shape[1] for p in parts if p.clumps is not None)
+            padded = []
+            for p in parts:
+                block = torch.zeros((len(p), k, 4), dtype=torch.float64, device=p.theta_e.device)
+                block[..., 2] = 1.0  # zero-flux padding clumps, sigma 1"
+                if p.clumps is not None:
+                    block[:, : p.clumps.shape[1]] = p.clumps
+                padded.append(block)
+            clumps = torch.cat(padded)
+        return cls(**columns, clumps=clumps)
+
     def records(self) -> list[dict[str, float]]:
         return [{n: float(getattr(self, n)[i]) for n in PARAM_NAMES} for i in range(len(self))]
 

@@ -130,7 +130,10 @@ class ScoringCore:
             raise RequestError(f"{field}.count", f"must be 1 to {MAX_PER_SUBMISSION}, got {len(cutouts)}")
         finite = np.isfinite(cutouts)
         limit = RAW_LIMIT if raw else PREPROCESSED_LIMIT
-        huge = int((np.abs(np.where(finite, cutouts, 0)) > limit).sum())
+        # A dtype that cannot hold the limit (float16 on the wire) cannot exceed it either;
+        # comparing would only overflow the limit to inf.
+        can_exceed = not np.issubdtype(cutouts.dtype, np.floating) or np.finfo(cutouts.dtype).max > limit
+        huge = int((np.abs(np.where(finite, cutouts, 0)) > limit).sum()) if can_exceed else 0
         if huge:
             what = "nanomaggies" if raw else "in a preprocessed batch"
             raise RequestError(f"{field}.data", f"holds {huge} value(s) beyond +-{limit:g} {what}")

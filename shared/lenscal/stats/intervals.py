@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.stats import beta, norm
 
 
@@ -61,3 +62,42 @@ def clopper_pearson(k: int, n: int, level: float = 0.68) -> Interval:
     low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
     high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
     return Interval("clopper_pearson", level, k, n, k / n, low, high)
+
+
+def jeffreys_bounds(k: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised Jeffreys interval (see ``jeffreys``); rows with n = 0 give (nan, nan)."""
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    a = (1 - level) / 2
+    with np.errstate(invalid="ignore"):
+        low = np.where(k > 0, beta.ppf(a, k + 0.5, n - k + 0.5), 0.0)
+        high = np.where(k < n, beta.ppf(1 - a, k + 0.5, n - k + 0.5), 1.0)
+    empty = n == 0
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+def wilson_bounds(k: np.ndarray, n: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised Wilson score interval; rows with n = 0 give (nan, nan)."""
+    k, n = np.asarray(k, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    z = float(norm.ppf(1 - (1 - level) / 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    empty = n == 0
+    return np.where(empty, np.nan, np.maximum(0.0, centre - half)), np.where(
+        empty, np.nan, np.minimum(1.0, centre + half)
+    )
+
+
+def newcombe_difference(
+    k1: ArrayLike, n1: ArrayLike, k2: ArrayLike, n2: ArrayLike, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p2 - p1, low, high): Newcombe's hybrid score interval for a difference of two
+    independent proportions (1998, method 10), built from each one's Wilson interval."""
+    a1, m1, a2, m2 = (np.asarray(v, dtype=np.float64) for v in (k1, n1, k2, n2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p1, p2 = a1 / m1, a2 / m2
+    l1, u1 = wilson_bounds(a1, m1, level)
+    l2, u2 = wilson_bounds(a2, m2, level)
+    d = p2 - p1
+    return d, d - np.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2), d + np.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)

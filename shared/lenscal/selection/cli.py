@@ -1,0 +1,135 @@
+"""`lenscal grid run | compare | show`: the selection function from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lenscal.device import DEVICE_HELP
+
+app = typer.Typer(name="grid", help="Selection-function grids: run, compare, show.", no_args_is_help=True)
+
+
+@app.command("run")
+def run_command(
+    grid: Annotated[str, typer.Option(help="Grid name (configs/grids/<name>.yaml) or a YAML file.")],
+    hosts: Annotated[Path, typer.Option(help="Shard directory of the hosts (with psfsize_r, psfdepth_r).")],
+    out: Annotated[Path, typer.Option(help="Results directory (rerun the same command to resume).")],
+    model: Annotated[
+        str, typer.Option(help="A bundle to score in-process, or with --scorer a model name on it.")
+    ] = "",
+    scorer: Annotated[list[str] | None, typer.Option(help="Scorer host:port (repeat for replicas).")] = None,
+    injector: Annotated[str | None, typer.Option(help="Injector host:port (default: in-process).")] = None,
+    per_cell: Annotated[
+        int | None, typer.Option(help="Injections per cell (overrides the grid).", min=1)
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed (overrides the grid).", min=0)] = None,
+    run_id: Annotated[str | None, typer.Option(help="Record as this ID (E<NN>-<suffix> or D<NN>).")] = None,
+    device: Annotated[str, typer.Option(help=f"In-process scoring and rendering: {DEVICE_HELP}.")] = "auto",
+    chunk_size: Annotated[int, typer.Option(help="Injections per injector/scorer call.", min=1)] = 256,
+    force_fpr: Annotated[
+        bool, typer.Option("--force-fpr", help="Use FPR thresholds that rest on too few negatives.")
+    ] = False,
+    restart: Annotated[bool, typer.Option(help="Discard a previous run in --out.")] = False,
+    registry_url: Annotated[str | None, typer.Option(help="Registry database URL.")] = None,
+) -> None:
+    """Inject arcs into the grid's hosts, score them, and write completeness tables, plots and
+    a per-injection table; resumable; recorded in the registry with --run-id."""
+    from lenscal.backends import open_injector, open_scorer
+    from lenscal.data.shards import ShardReader
+    from lenscal.registry.ids import check_id, kind_of
+    from lenscal.registry.store import Registry
+    from lenscal.selection.config import load_grid
+    from lenscal.selection.runner import run_recorded
+
+    config = load_grid(grid, per_cell=per_cell, seed=seed)
+    chosen_id = run_id or config.run_id
+    if chosen_id is not None:
+        check_id(kind_of(chosen_id) or "evaluation", chosen_id)  # before any work
+    if not scorer and not model:
+        raise typer.BadParameter("give --model BUNDLE (in-process) or --scorer HOST:PORT")
+    opened = open_scorer(endpoints=scorer) if scorer else open_scorer(model=model, device=device)
+    with opened, open_injector(endpoint=injector, device=device) as inject_with:
+        opened.wait_ready()
+        inject_with.wait_ready()
+        result = run_recorded(
+            config,
+            registry=Registry(registry_url) if chosen_id else None,
+            run_id=chosen_id,
+            hosts=ShardReader(hosts),
+            scorer=opened,
+            injector=inject_with,
+            out=out,
+            model=model if scorer else "",
+            chunk_size=chunk_size,
+            force_fpr=force_fpr,
+            restart=restart,
+            progress=sys.stderr.isatty(),
+        )
+    _print_marginal(out)
+    typer.echo(
+        f"{result.metrics['injections']} injections in {result.metrics['cells_with_data']} cells -> {out}"
+    )
+
+
+@app.command("compare")
+def compare_command(
+    a: Annotated[Path, typer.Argument(help="Results directory A.")],
+    b: Annotated[Path, typer.Argument(help="Results directory B (differences are B - A).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the comparison (default B/compare_<A>).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Compare grids whose geometry differs.")] = False,
+) -> None:
+    """Per-cell and marginal completeness differences with Newcombe 95% intervals; refused
+    (exit 2, naming every differing field) when the grids differ in geometry."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lenscal.selection.compare import METHOD, compare
+
+    target = out or (b / f"compare_{a.name}")
+    comparison = compare(a, b, force=force, out=target)
+    for field, (va, vb) in comparison.treatment_differences.items():
+        typer.echo(f"  compared: {field}: {va} -> {vb}")
+    table = Table("threshold", "A k/n", "B k/n", "B - A", "Newcombe 95%", title=f"overall ({METHOD})")
+    for _, r in comparison.marginals["overall"].iterrows():
+        interval = f"[{r.newcombe95_low:+.4f}, {r.newcombe95_high:+.4f}]"
+        a_count, b_count = f"{int(r.k_a)}/{int(r.n_a)}", f"{int(r.k_b)}/{int(r.n_b)}"
+        table.add_row(str(r.threshold), a_count, b_count, f"{r.difference:+.4f}", interval)
+    Console(width=160).print(table)
+    typer.echo(f"-> {target}")
+
+
+@app.command("show")
+def show_command(directory: Annotated[Path, typer.Argument(help="Grid results directory.")]) -> None:
+    """The pooled marginal completeness of a grid run, in the terminal."""
+    _print_marginal(directory)
+
+
+def _print_marginal(directory: Path) -> None:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from lenscal.selection.compare import read_run
+
+    meta = read_run(directory)
+    console = Console(width=160)
+    for name, column in (("overall", None), ("theta_e", "theta_e_bin"), ("source_mag", "source_mag_bin")):
+        frame = pd.read_csv(directory / f"marginal_{name}.csv")
+        table = Table(*([column] if column else []), "threshold", "k/n", "completeness", "Jeffreys 68%",
+                      "Jeffreys 95%", title=f"{meta['name']}: {name} (pooled counts)")  # fmt: skip
+        for _, r in frame.iterrows():
+            value = "no data" if r.no_data else f"{r.completeness:.4f}"
+            cells = [str(r[column])] if column else []
+            j68 = f"[{r.jeffreys68_low:.4f}, {r.jeffreys68_high:.4f}]"
+            j95 = f"[{r.jeffreys95_low:.4f}, {r.jeffreys95_high:.4f}]"
+            table.add_row(*cells, str(r.threshold), f"{int(r.k)}/{int(r.n)}", value, j68, j95)
+        console.print(table)
+    refused = {k: v["refused"] for k, v in meta.get("thresholds", {}).items() if "refused" in v}
+    for label, why in refused.items():
+        console.print(f"[yellow]{label}: not computed: {why}[/yellow]")

@@ -1,0 +1,153 @@
+"""Grid definitions: YAML files (``configs/grids/<name>.yaml``) validated by ``GridConfig``.
+
+A grid names its axes (Einstein radius, r-band PSF FWHM, r-band 5-sigma depth), injections
+per cell, injection model (IM1 / IM2), prior, seed and what a run measures (thresholds, FPR
+targets, magnitude bins); optional treatments (Poisson noise, a preprocessing override)
+make the team's variants (D04's +Poisson, +Poisson + clip 20).
+
+Two grids are comparable when their *geometry* agrees: the axes, injections per cell,
+magnitude bins, thresholds and host split. Everything else (injection model, prior,
+treatments, seed, checkpoint) is what a comparison compares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lenscal.errors import LenscalError
+from lenscal.injection.priors import InjectionPrior, get_prior
+from lenscal.preprocess import PreprocessOverride
+from lenscal.validation import validated
+
+#: Fields that must agree for two grid results to be compared.
+GEOMETRY = ("axes", "per_cell", "source_mag_bins", "lensed_mag_bins", "thresholds", "fpr_targets", "split")
+
+
+class GridError(LenscalError):
+    """A grid definition or a grid run request is invalid."""
+
+
+class Axis(BaseModel):
+    """Bin centres start, start + step, ..., stop (inclusive)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: float
+    stop: float
+    step: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Axis:
+        if self.stop < self.start:
+            raise ValueError(f"stop ({self.stop}) is below start ({self.start})")
+        return self
+
+    def centres(self) -> np.ndarray:
+        count = round((self.stop - self.start) / self.step) + 1
+        return np.round(self.start + self.step * np.arange(count), 10)
+
+
+class Axes(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    theta_e: Axis = Field(description="Einstein radius, arcsec")
+    psf_fwhm: Axis = Field(description="r-band PSF FWHM (psfsize_r), arcsec")
+    depth: Axis = Field(description="r-band 5-sigma point-source depth (from psfdepth_r), AB mag")
+
+
+class GridConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    axes: Axes
+    per_cell: int = Field(ge=1, le=100_000)
+    injection_model: Literal["IM1", "IM2"] = "IM1"
+    prior: str = "default"
+    seed: int = Field(0, ge=0)
+    split: str = "val"
+    source_mag_bins: tuple[float, ...] = (23.0, 24.0, 25.0, 26.0)  # unlensed r, AB
+    lensed_mag_bins: tuple[float, ...] = (18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0, 26.0, 27.0)
+    thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    fpr_targets: tuple[float, ...] = (1e-3, 1e-4)
+    #: An FPR threshold must rest on at least this many negatives x (1 / target FPR), i.e. on
+    #: this many negatives scoring at or above it; fewer is refused unless forced.
+    min_false_positives: int = Field(10, ge=1)
+    poisson_gain: float | None = Field(None, gt=0, description="e-/nmgy; None: noiseless arcs")
+    preprocess_override: PreprocessOverride | None = None
+    run_id: str | None = None
+
+    @model_validator(mode="after")
+    def _checks(self) -> GridConfig:
+        for name in ("source_mag_bins", "lensed_mag_bins"):
+            edges = getattr(self, name)
+            if len(edges) < 2 or any(b <= a for a, b in itertools.pairwise(edges)):
+                raise ValueError(f"{name} must be at least two increasing edges")
+        if any(not 0 < t < 1 for t in self.thresholds) or any(not 0 < f < 1 for f in self.fpr_targets):
+            raise ValueError("thresholds and fpr_targets must lie in (0, 1)")
+        return self
+
+    def prior_model(self) -> InjectionPrior:
+        return get_prior(self.prior)
+
+    def definition(self) -> dict[str, Any]:
+        """Everything that decides a run's numbers (the prior by content, not by name)."""
+        data = self.model_dump(mode="json", exclude={"name", "description", "run_id"})
+        data["prior"] = {"name": self.prior, "sha256": _sha256(self.prior_model().model_dump(mode="json"))}
+        return data
+
+    def geometry(self) -> dict[str, Any]:
+        return {k: v for k, v in self.definition().items() if k in GEOMETRY}
+
+    def cells(self) -> list[tuple[float, float, float]]:
+        """(theta_E, PSF FWHM, depth) of every cell, theta_E slowest."""
+        a = self.axes
+        return [
+            (t, p, d) for t in a.theta_e.centres() for p in a.psf_fwhm.centres() for d in a.depth.centres()
+        ]
+
+
+def cell_name(theta_e: float, psf: float, depth: float) -> str:
+    """The name a cell's random streams are keyed by."""
+    return f"te{theta_e:.3f}_psf{psf:.3f}_m5{depth:.3f}"
+
+
+def grid_search_path() -> list[Path]:
+    paths = []
+    if os.environ.get("LENSCAL_CONFIGS"):
+        paths.append(Path(os.environ["LENSCAL_CONFIGS"]) / "grids")
+    paths.append(Path.cwd() / "configs" / "grids")
+    paths.append(Path(__file__).resolve().parents[3] / "configs" / "grids")  # the source tree
+    return paths
+
+
+def load_grid(name_or_path: str | Path, **overrides: Any) -> GridConfig:
+    """A grid by file path or by name (``configs/grids/<name>.yaml`` in $LENSCAL_CONFIGS,
+    ./configs or lenscal's source tree); ``overrides`` replace top-level keys."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        candidates = [d / f"{name_or_path}.yaml" for d in grid_search_path()]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            looked = ", ".join(str(c.parent) for c in candidates)
+            raise GridError(f"unknown grid {str(name_or_path)!r}: not a file, and not in {looked}")
+        path = found
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise GridError(f"{path}: unreadable grid definition ({exc})") from exc
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return validated(GridConfig, raw, error=GridError, source=str(path))
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,90 @@
+"""Which host each grid injection lands on. Hosts of the injection model's pool are binned
+to the nearest PSF and depth bin (within half a step; others are outside the grid);
+injection ``i`` of cell ``c`` takes a host of that cell's bin chosen by its own keyed
+generator, so any injection of a run can be regenerated alone."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lenscal.errors import ManifestError
+from lenscal.injection.hosts import host_pool
+from lenscal.rng import grid_host_rng
+from lenscal.selection.config import Axis, GridConfig, cell_name
+from lenscal.survey import m5_from_psfdepth
+
+
+@dataclass
+class Injection:
+    """One planned injection: its place in the grid and its host (a shard row)."""
+
+    number: int  # cell position x per_cell + index: the same whatever cells have hosts (keys noise)
+    cell: str
+    theta_e: float
+    psf_bin: float
+    depth_bin: float
+    index: int  # within its cell
+    host_row: int
+
+
+@dataclass
+class GridPlan:
+    injections: list[Injection]
+    hosts_per_cell: dict[str, int]  # cell name -> hosts in its PSF x depth bin (0: no data)
+    pool_size: int
+    pool_sha256: str  # the host pool and its binning, by galaxy_id
+
+    def chunks(self, size: int) -> list[list[Injection]]:
+        return [self.injections[i : i + size] for i in range(0, len(self.injections), size)]
+
+
+def nearest_bin(values: np.ndarray, axis: Axis) -> np.ndarray:
+    """The nearest bin centre of each value, NaN outside half a step beyond the ends."""
+    centres = axis.centres()
+    index = np.rint((values - axis.start) / axis.step)
+    inside = np.isfinite(values) & (index >= 0) & (index < centres.size)
+    picked = centres[np.clip(np.nan_to_num(index, nan=0).astype(int), 0, centres.size - 1)]
+    return np.where(inside, picked, np.nan)
+
+
+def plan_grid(manifest: pd.DataFrame, config: GridConfig) -> GridPlan:
+    """The injections of a grid run over the hosts described by ``manifest`` (a shard
+    directory's manifest: row i is shard row i)."""
+    for column in ("psfsize_r", "psfdepth_r"):
+        if column not in manifest.columns:
+            raise ManifestError(f"grid hosts need manifest column {column!r} (to bin them by PSF and depth)")
+    pool = host_pool(manifest.reset_index(drop=True), config.injection_model, config.split)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.array(
+            [m5_from_psfdepth(v) if v > 0 else np.nan for v in pool["psfdepth_r"].to_numpy(float)]
+        )
+    psf_bin = nearest_bin(pool["psfsize_r"].to_numpy(float), config.axes.psf_fwhm)
+    depth_bin = nearest_bin(depth, config.axes.depth)
+    rows = pool.index.to_numpy()
+    digest = hashlib.sha256()
+    by_bin: dict[tuple[float, float], np.ndarray] = {}
+    for p, d in {
+        (p, d) for p, d in zip(psf_bin, depth_bin, strict=True) if np.isfinite(p) and np.isfinite(d)
+    }:
+        members = np.sort(rows[(psf_bin == p) & (depth_bin == d)])
+        by_bin[(float(p), float(d))] = members
+    for key in sorted(by_bin):
+        ids = manifest["galaxy_id"].astype(str).to_numpy()[by_bin[key]]
+        digest.update(f"{key}:{','.join(ids)}\n".encode())
+    injections: list[Injection] = []
+    hosts_per_cell: dict[str, int] = {}
+    for position, (theta_e, psf, dep) in enumerate(config.cells()):
+        name = cell_name(theta_e, psf, dep)
+        members = by_bin.get((float(psf), float(dep)), np.empty(0, dtype=int))
+        hosts_per_cell[name] = int(members.size)
+        if members.size == 0:
+            continue  # no data, never 0%
+        for i in range(config.per_cell):
+            host = int(members[grid_host_rng(config.seed, name, i).integers(members.size)])
+            number = position * config.per_cell + i
+            injections.append(Injection(number, name, float(theta_e), float(psf), float(dep), i, host))
+    return GridPlan(injections, hosts_per_cell, int(sum(m.size for m in by_bin.values())), digest.hexdigest())

@@ -1,0 +1,426 @@
+"""Running a grid: inject, score, count, write. The runner talks only to the Scorer and
+Injector interfaces (in-process or over gRPC, the same code).
+
+Work streams in chunks (memory does not grow with the grid) through a two-stage pipeline:
+a producer thread reads hosts and has the injector render chunk k + 1 while the scorer
+scores chunk k. Each scored chunk is committed as ``parts/part-NNNNN.parquet`` (atomically);
+a run killed part-way and started again with the same definition reuses committed parts
+and scores every injection exactly once.
+
+Results directory: ``meta.json`` (the full definition and its hash, checkpoint, hosts,
+preprocessing, versions, timings), ``injections.parquet`` (one row per injection: cell,
+host, every parameter, truth, score), ``negatives.parquet`` (scores of the validation
+negatives that set the FPR thresholds), ``cells.csv`` and ``marginal_*.csv`` (k, n,
+completeness, Jeffreys 68/95% per threshold), ``metrics.json`` (pooled marginals, for the
+registry) and PNGs (lenscal.selection.plots).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lenscal import __version__
+from lenscal.data.shards import ShardReader
+from lenscal.fsutil import atomic_path, atomic_write_text
+from lenscal.injection.api import Injector, RenderOptions
+from lenscal.injection.hosts import host_moments, host_pool, host_psf_fwhm
+from lenscal.injection.priors import sample_params
+from lenscal.physics import ArcParams
+from lenscal.progress import progress_bar
+from lenscal.scoring.api import Scorer
+from lenscal.selection.config import GridConfig, GridError, _sha256
+from lenscal.selection.plan import GridPlan, Injection, plan_grid
+from lenscal.selection.tables import bin_labels, counts, pooled
+from lenscal.stats.metrics import threshold_at_fpr
+
+#: Injections per chunk: one injector call and one scorer call each.
+CHUNK = 256
+PARTS = "parts"
+
+
+@dataclass
+class GridResult:
+    out: Path
+    metrics: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def run_grid(
+    config: GridConfig,
+    *,
+    hosts: ShardReader,
+    scorer: Scorer,
+    injector: Injector,
+    out: str | Path,
+    model: str = "",
+    chunk_size: int = CHUNK,
+    force_fpr: bool = False,
+    restart: bool = False,
+    progress: bool | None = None,
+) -> GridResult:
+    out = Path(out)
+    if restart and out.exists():
+        shutil.rmtree(out)
+    (out / PARTS).mkdir(parents=True, exist_ok=True)
+    manifest = hosts.manifest()
+    plan = plan_grid(manifest, config)
+    info = scorer.model_info(model)[0]
+    spec = info.spec if config.preprocess_override is None else config.preprocess_override.apply(info.spec)
+    definition = {
+        **config.definition(),
+        "hosts": {"shards_sha256": hosts.index.source_sha256, "pool_sha256": plan.pool_sha256},
+        "checkpoint": {"model_id": info.model_id, "bundle_sha256": info.bundle_sha256},
+        "preprocess": json.loads(spec.to_json()),
+        "chunk_size": chunk_size,
+    }
+    digest = _sha256(definition)
+    _claim(out, digest, restart)
+    meta: dict[str, Any] = {
+        "format": "lenscal-grid/1",
+        "name": config.name,
+        "description": config.description,
+        "definition": definition,
+        "definition_sha256": digest,
+        "geometry": {**config.geometry(), "hosts_source": hosts.index.source_sha256},
+        "geometry_sha256": _sha256({**config.geometry(), "hosts_source": hosts.index.source_sha256}),
+        "checkpoint": {"model": info.name, "model_id": info.model_id, "architecture": info.architecture,
+                       "bundle_sha256": info.bundle_sha256, "weights_sha256": info.weights_sha256},
+        "hosts": {"shards": str(hosts.directory), "pool": config.injection_model, "pool_size": plan.pool_size,
+                  "cells_with_hosts": sum(1 for v in plan.hosts_per_cell.values() if v),
+                  "cells": len(plan.hosts_per_cell)},
+        "injections": len(plan.injections),
+        "lenscal_version": __version__,
+        "status": "running",
+    }  # fmt: skip
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=1, default=str) + "\n")
+    timings = _score_injections(config, plan, hosts, scorer, injector, out, info.name, chunk_size, progress)
+    injections = _assemble(out, len(plan.chunks(chunk_size)))
+    negatives = _score_negatives(config, hosts, scorer, info.name, out, progress)
+    thresholds, fpr_info = _thresholds(config, negatives, force_fpr)
+    metrics = _tables(config, plan, injections, thresholds, fpr_info, out)
+    meta.update(status="complete", timings=timings, thresholds=fpr_info)
+    atomic_write_text(out / "meta.json", json.dumps(meta, indent=1, default=str) + "\n")
+    from lenscal.selection.plots import grid_plots
+
+    grid_plots(out)
+    return GridResult(out, metrics, meta)
+
+
+def _claim(out: Path, digest: str, restart: bool) -> None:
+    """A results directory holds one definition: resuming another is refused."""
+    path = out / "meta.json"
+    if path.is_file() and not restart:
+        previous = json.loads(path.read_text()).get("definition_sha256")
+        if previous != digest:
+            raise GridError(
+                f"{out} holds a grid run of another definition ({str(previous)[:12]}, this one "
+                f"{digest[:12]}); choose another --out or pass --restart"
+            )
+
+
+# --- injecting and scoring -------------------------------------------------------------
+
+
+def _score_injections(
+    config: GridConfig,
+    plan: GridPlan,
+    hosts: ShardReader,
+    scorer: Scorer,
+    injector: Injector,
+    out: Path,
+    model: str,
+    chunk_size: int,
+    progress: bool | None,
+) -> dict[str, float]:
+    chunks = plan.chunks(chunk_size)
+    todo = [k for k in range(len(chunks)) if not _part(out, k).is_file()]
+    done = sum(len(chunks[k]) for k in range(len(chunks)) if k not in set(todo))
+    timings = {"read_s": 0.0, "inject_s": 0.0, "score_s": 0.0, "wall_s": 0.0, "injections_scored": 0}
+    manifest = hosts.manifest()
+    prior = config.prior_model()
+    options = RenderOptions(poisson_gain=config.poisson_gain, noise_seed=config.seed, noise_cell="grid")
+    ready: queue.Queue[Any] = queue.Queue(maxsize=2)  # injected chunks waiting for the scorer
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for k in todo:
+                if stop.is_set():
+                    return
+                t0 = time.perf_counter()
+                rows = np.array([inj.host_row for inj in chunks[k]])
+                images = hosts.read(rows)
+                picked = manifest.iloc[rows]
+                params = _params(config, prior, chunks[k], host_psf_fwhm(picked), images)
+                t1 = time.perf_counter()
+                result = injector.inject(
+                    images,
+                    params=params,
+                    ids=picked["galaxy_id"].astype(str).tolist(),
+                    indices=[inj.number for inj in chunks[k]],
+                    options=options,
+                )
+                timings["read_s"] += t1 - t0
+                timings["inject_s"] += time.perf_counter() - t1
+                ready.put((k, result))
+            ready.put(None)
+        except BaseException as exc:  # handed to the scoring side, which raises it
+            ready.put(exc)
+
+    started = time.perf_counter()
+    producer = threading.Thread(target=produce, name="lenscal-grid-injector", daemon=True)
+    producer.start()
+    try:
+        with progress_bar(len(plan.injections), f"grid {config.name}", enabled=progress) as advance:
+            advance(done)
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                k, result = item
+                t0 = time.perf_counter()
+                scored = scorer.score(result.images, model=model, override=config.preprocess_override)
+                timings["score_s"] += time.perf_counter() - t0
+                _commit_part(out, k, chunks[k], result.truth, scored.logits, scored.probabilities)
+                timings["injections_scored"] += len(chunks[k])
+                advance(len(chunks[k]))
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                ready.get_nowait()
+            except queue.Empty:
+                producer.join(0.05)
+    timings["wall_s"] = time.perf_counter() - started
+    return timings
+
+
+def _params(
+    config: GridConfig, prior: Any, chunk: list[Injection], psf: np.ndarray, images: np.ndarray
+) -> ArcParams:
+    """Parameters of each injection, drawn by (seed, cell, index): IM2 conditions the lens on
+    the host's measured light."""
+    shape = host_moments(images) if config.injection_model == "IM2" else None
+    parts = []
+    start = 0
+    while start < len(chunk):
+        stop = start
+        while stop < len(chunk) and chunk[stop].cell == chunk[start].cell:
+            stop += 1
+        group = chunk[start:stop]
+        parts.append(
+            sample_params(
+                prior,
+                [inj.theta_e for inj in group],
+                psf[start:stop],
+                seed=config.seed,
+                cell=group[0].cell,
+                indices=[inj.index for inj in group],
+                host_q=None if shape is None else shape[0][start:stop],
+                host_phi=None if shape is None else shape[1][start:stop],
+            )
+        )
+        start = stop
+    return ArcParams.concat(parts)
+
+
+def _part(out: Path, k: int) -> Path:
+    return out / PARTS / f"part-{k:05d}.parquet"
+
+
+def _commit_part(
+    out: Path,
+    k: int,
+    chunk: list[Injection],
+    truth: pd.DataFrame,
+    logits: np.ndarray,
+    probabilities: np.ndarray,
+) -> None:
+    frame = pd.DataFrame(
+        {
+            "number": [i.number for i in chunk],
+            "cell": [i.cell for i in chunk],
+            "theta_e_bin": [i.theta_e for i in chunk],
+            "psf_bin": [i.psf_bin for i in chunk],
+            "depth_bin": [i.depth_bin for i in chunk],
+            "index": [i.index for i in chunk],
+            "host_row": [i.host_row for i in chunk],
+        }
+    )
+    frame = pd.concat([frame, truth.reset_index(drop=True)], axis=1)
+    frame["logit"] = np.asarray(logits, dtype=np.float32)
+    frame["probability"] = np.asarray(probabilities, dtype=np.float64)
+    with atomic_path(_part(out, k)) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def _assemble(out: Path, n_chunks: int) -> pd.DataFrame:
+    frames = [pd.read_parquet(_part(out, k)) for k in range(n_chunks)]
+    injections = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(injections) and injections["number"].duplicated().any():
+        raise GridError(f"{out}: an injection was scored twice (corrupted parts); rerun with --restart")
+    with atomic_path(out / "injections.parquet") as tmp:
+        injections.to_parquet(tmp, index=False)
+    return injections
+
+
+# --- thresholds ------------------------------------------------------------------------
+
+
+def _score_negatives(
+    config: GridConfig, hosts: ShardReader, scorer: Scorer, model: str, out: Path, progress: bool | None
+) -> pd.DataFrame:
+    """Scores of the validation negatives (the FPR thresholds rest on them), once per run."""
+    path = out / "negatives.parquet"
+    if path.is_file():
+        return pd.read_parquet(path)
+    pool = host_pool(hosts.manifest().reset_index(drop=True), "IM1", config.split)
+    rows = pool.index.to_numpy()
+    probabilities = np.empty(rows.size)
+    with progress_bar(rows.size, "negatives", enabled=progress) as advance:
+        for start in range(0, rows.size, 4096):
+            block = rows[start : start + 4096]
+            result = scorer.score(
+                hosts.read(block, dtype=None), model=model, override=config.preprocess_override
+            )
+            probabilities[start : start + block.size] = result.probabilities
+            advance(block.size)
+    frame = pd.DataFrame(
+        {"galaxy_id": pool["galaxy_id"].astype(str).to_numpy(), "probability": probabilities}
+    )
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return frame
+
+
+def _thresholds(
+    config: GridConfig, negatives: pd.DataFrame, force: bool
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fixed thresholds, and those set by FPR on the negatives when enough negatives back
+    them (at least min_false_positives above the threshold at the target), else refused."""
+    thresholds = {f"p>={t:g}": float(t) for t in config.thresholds}
+    info: dict[str, Any] = {}
+    scores = negatives["probability"].to_numpy()
+    for target in config.fpr_targets:
+        label = f"fpr={target:g}"
+        needed = int(np.ceil(config.min_false_positives / target))
+        entry: dict[str, Any] = {
+            "target_fpr": target,
+            "n_negatives": int(scores.size),
+            "needed_negatives": needed,
+        }
+        if scores.size == 0:
+            entry["refused"] = "no validation negatives to set it"
+        else:
+            found = threshold_at_fpr(scores, np.zeros(scores.size, dtype=bool), target)
+            entry.update(threshold=found.threshold, achieved_fpr=found.achieved_fpr)
+            if scores.size < needed and not force:
+                entry["refused"] = (
+                    f"rests on {scores.size} negatives; {needed} are needed ({config.min_false_positives} "
+                    f"above it at FPR {target:g}); --force-fpr uses it anyway"
+                )
+            else:
+                thresholds[label] = found.threshold
+                entry["forced"] = scores.size < needed
+        info[label] = entry
+    return thresholds, info
+
+
+# --- tables ----------------------------------------------------------------------------
+
+
+def _tables(
+    config: GridConfig,
+    plan: GridPlan,
+    injections: pd.DataFrame,
+    thresholds: dict[str, float],
+    fpr_info: dict[str, Any],
+    out: Path,
+) -> dict[str, Any]:
+    cells_all = pd.DataFrame([{"theta_e_bin": t, "psf_bin": p, "depth_bin": d} for t, p, d in config.cells()])
+    data = injections.copy()
+    data["source_mag_bin"] = bin_labels(data["mag_r"].to_numpy(float), config.source_mag_bins)
+    data["lensed_mag_bin"] = bin_labels(data["lensed_mag_r"].to_numpy(float), config.lensed_mag_bins)
+    cells = counts(data, ["theta_e_bin", "psf_bin", "depth_bin"], thresholds, full=cells_all)
+    cells.to_csv(out / "cells.csv", index=False)
+    tables = {
+        "theta_e": pooled(cells, ["theta_e_bin"]),
+        "psf": pooled(cells, ["psf_bin"]),
+        "depth": pooled(cells, ["depth_bin"]),
+        "source_mag": counts(data[data["source_mag_bin"] != ""], ["source_mag_bin"], thresholds),
+        "lensed_mag": counts(data[data["lensed_mag_bin"] != ""], ["lensed_mag_bin"], thresholds),
+        "overall": pooled(cells, []),
+    }
+    for name, table in tables.items():
+        table.to_csv(out / f"marginal_{name}.csv", index=False)
+    overall = tables["overall"].set_index("threshold")
+    metrics: dict[str, Any] = {
+        "injections": len(injections),
+        "cells": len(cells_all),
+        "cells_with_data": int(sum(1 for v in plan.hosts_per_cell.values() if v)),
+        "hosts": plan.pool_size,
+        "completeness": {
+            label: {
+                "k": int(row.k),
+                "n": int(row.n),
+                "value": None if row.no_data else float(row.completeness),
+                "jeffreys68": [row.jeffreys68_low, row.jeffreys68_high],
+                "jeffreys95": [row.jeffreys95_low, row.jeffreys95_high],
+            }
+            for label, row in overall.iterrows()
+        },
+        "thresholds": {label: value for label, value in thresholds.items()},
+        "fpr_thresholds": fpr_info,
+        "interval_method": "jeffreys (Beta(k+1/2, n-k+1/2), equal-tailed); marginals pool counts",
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1, default=_jsonable) + "\n")
+    return metrics
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
+
+
+def run_recorded(
+    config: GridConfig, *, registry: Any = None, run_id: str | None = None, **kwargs: Any
+) -> GridResult:
+    """run_grid, recorded in the registry as ``run_id`` (an evaluation E<NN>-... or a
+    diagnostic D<NN>) with lineage: the checkpoint and the injection model; the grid's
+    definition and hash are its config."""
+    from lenscal.registry.ids import RegistryError, kind_of
+    from lenscal.registry.runs import recorded_run
+
+    run_id = run_id or config.run_id
+    if run_id is None or registry is None:
+        return run_grid(config, **kwargs)
+    kind = kind_of(run_id)
+    if kind not in ("evaluation", "diagnostic"):
+        raise RegistryError(
+            f"a grid run is an evaluation (E<NN>-<suffix>) or a diagnostic (D<NN>), not {run_id!r}"
+        )
+    if not registry.exists(config.injection_model):
+        registry.add(
+            "injection_model", config.injection_model, description="defined by lenscal.injection.hosts"
+        )
+    info = kwargs["scorer"].model_info(kwargs.get("model", ""))[0]
+    with recorded_run(
+        registry,
+        run_id,
+        kind=kind,
+        results_dir=kwargs["out"],
+        config={"grid": config.model_dump(mode="json"), "definition": config.definition()},
+        parents=[(info.model_id, "checkpoint"), (config.injection_model, "injection_model")],
+        description=config.description or f"selection-function grid {config.name}",
+    ):
+        return run_grid(config, **kwargs)

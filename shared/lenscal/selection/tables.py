@@ -1,0 +1,84 @@
+"""Completeness tables: k detected of n injected, per cell and per marginal, with Jeffreys
+intervals (Beta(k + 1/2, n - k + 1/2), equal-tailed; the method is in the column names).
+
+Marginals pool counts (sum k / sum n over the cells they cover), never average fractions:
+averaging per-bin fractions weights a bin of 3 injections like a bin of 3,000 (a team
+summary reported 2.6% that way where the pooled value was 0.74%). A cell with no hosts has
+n = 0 and completeness "no data" (NaN), never 0%.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lenscal.stats.intervals import jeffreys_bounds
+
+INTERVAL_COLUMNS = ("jeffreys68_low", "jeffreys68_high", "jeffreys95_low", "jeffreys95_high")
+
+
+def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """Add completeness and Jeffreys 68%/95% bounds to a table with columns k and n."""
+    out = table.copy()
+    k, n = out["k"].to_numpy(np.float64), out["n"].to_numpy(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["completeness"] = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+    out["jeffreys68_low"], out["jeffreys68_high"] = jeffreys_bounds(k, n, 0.68)
+    out["jeffreys95_low"], out["jeffreys95_high"] = jeffreys_bounds(k, n, 0.95)
+    out["no_data"] = n == 0
+    return out
+
+
+def counts(
+    injections: pd.DataFrame,
+    by: Sequence[str],
+    thresholds: Mapping[str, float],
+    *,
+    full: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """k and n per group of ``by`` and threshold (detected: probability >= threshold).
+    ``full``: every group that exists (one row each), so groups without injections appear
+    with n = 0."""
+    rows = []
+    groups = injections.groupby(list(by), sort=True, dropna=False) if by else [((), injections)]
+    found = {(key if isinstance(key, tuple) else (key,)): part for key, part in groups}
+    keys = [tuple(r) for r in full[list(by)].itertuples(index=False)] if full is not None else list(found)
+    for key in keys:
+        part = found.get(tuple(key))
+        p = part["probability"].to_numpy() if part is not None else np.empty(0)
+        for label, value in thresholds.items():
+            rows.append(
+                {
+                    **dict(zip(by, key, strict=True)),
+                    "threshold": label,
+                    "k": int((p >= value).sum()),
+                    "n": int(p.size),
+                }
+            )
+    return with_intervals(pd.DataFrame(rows))
+
+
+def pooled(table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Marginal over everything but ``by`` (and the threshold): counts summed, then the
+    fraction and intervals of the sums."""
+    summed = table.groupby([*by, "threshold"], sort=True)[["k", "n"]].sum().reset_index()
+    return with_intervals(summed)
+
+
+def averaged_fraction(table: pd.DataFrame) -> float:
+    """The mean of per-row fractions over rows with data: NOT a completeness (for showing
+    why pooling matters; never reported as a result)."""
+    rows = table[table["n"] > 0]
+    return float((rows["k"] / rows["n"]).mean())
+
+
+def bin_labels(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """'lo-hi' label of the bin [lo, hi) holding each value (last bin closed); '' outside."""
+    e = np.asarray(edges, dtype=np.float64)
+    which = np.searchsorted(e, values, side="right") - 1
+    which = np.where(values == e[-1], len(e) - 2, which)
+    labels = np.array([f"{a:g}-{b:g}" for a, b in itertools.pairwise(e)] + [""], dtype=object)
+    return labels[np.where((which >= 0) & (which < len(e) - 1), which, len(e) - 1)]
