@@ -60,6 +60,7 @@ bench: $(PROTO_STAMP)
 	$(BIN)/python bench/inject.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/scorer.py
+	$(BIN)/python bench/grid.py
 
 clean:
 	rm -rf $(VENV) $(PROTO_STAMP) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -213,6 +213,21 @@ def test_a_grid_through_real_services_equals_the_same_grid_in_process(world: Pat
     assert meta["definition"]["prior"]["sha256"] and meta["checkpoint"]["bundle_sha256"]
     assert meta["definition"]["preprocess"]["clip_range"] == 3.0 and len(meta["definition_sha256"]) == 64
 
+    # Injection i of cell c, made again alone (mid-chunk: chunks hold 16), scores as it did in the run.
+    from lenscal.data.shards import ShardReader
+    from lenscal.selection.replay import replay
+
+    row = a.iloc[37]
+    with open_scorer(model=world / "resnet-gen9") as scorer, open_injector(device="cpu") as injector:
+        again_alone = replay(
+            local.out, int(row.number), hosts=ShardReader(world / "shards"), injector=injector
+        )
+        logit = scorer.score(again_alone.injected[None]).logits[0]
+    assert again_alone.cell == row.cell and again_alone.truth["theta_e"] == pytest.approx(row.theta_e)
+    assert again_alone.truth["host_id"] == row.host_id
+    assert logit == pytest.approx(row.logit, abs=1e-4)
+    np.testing.assert_allclose(again_alone.injected - again_alone.host, again_alone.arc, atol=1e-6)
+
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
@@ -236,6 +251,19 @@ def test_kill_9_mid_grid_then_rerun_scores_every_injection_once(world: Path, tmp
     assert len(table) == 27 * 12 and table["number"].is_unique  # every injection once
     with pytest.raises(subprocess.CalledProcessError):  # another definition into the same directory
         subprocess.run([*command[:-2], "--per-cell", "3"], check=True, capture_output=True, timeout=300)
+    replay = [
+        *LENSCAL,
+        "grid",
+        "replay",
+        str(tmp_path / "run"),
+        "--number",
+        "40",
+        "--hosts",
+        str(world / "shards"),
+    ]
+    shown = subprocess.run(replay, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert (tmp_path / "run" / "replay-40.png").is_file() and "probability" in shown.stdout
     from lenscal.registry.store import Registry
 
     record = Registry().get("E91-grid")

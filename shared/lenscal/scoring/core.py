@@ -132,7 +132,8 @@ class ScoringCore:
         limit = RAW_LIMIT if raw else PREPROCESSED_LIMIT
         # A dtype that cannot hold the limit (float16 on the wire) cannot exceed it either;
         # comparing would only overflow the limit to inf.
-        can_exceed = not np.issubdtype(cutouts.dtype, np.floating) or np.finfo(cutouts.dtype).max > limit
+        floating = np.issubdtype(cutouts.dtype, np.floating)
+        can_exceed = not floating or float(np.finfo(cutouts.dtype).max) > limit
         huge = int((np.abs(np.where(finite, cutouts, 0)) > limit).sum()) if can_exceed else 0
         if huge:
             what = "nanomaggies" if raw else "in a preprocessed batch"

@@ -10,7 +10,9 @@ import typer
 
 from lenscal.device import DEVICE_HELP
 
-app = typer.Typer(name="grid", help="Selection-function grids: run, compare, show.", no_args_is_help=True)
+app = typer.Typer(
+    name="grid", help="Selection-function grids: run, compare, show, replay.", no_args_is_help=True
+)
 
 
 @app.command("run")
@@ -108,6 +110,38 @@ def compare_command(
 def show_command(directory: Annotated[Path, typer.Argument(help="Grid results directory.")]) -> None:
     """The pooled marginal completeness of a grid run, in the terminal."""
     _print_marginal(directory)
+
+
+@app.command("replay")
+def replay_command(
+    directory: Annotated[Path, typer.Argument(help="Grid results directory.")],
+    number: Annotated[
+        int, typer.Option(help="The injection's number (column `number` of injections.parquet).")
+    ],
+    hosts: Annotated[Path, typer.Option(help="The shard directory the run used.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write .npz and .png (default DIR/replay-N).")
+    ] = None,
+    injector: Annotated[str | None, typer.Option(help="Injector host:port (default: in-process).")] = None,
+    device: Annotated[str, typer.Option(help=f"In-process rendering: {DEVICE_HELP}.")] = "auto",
+) -> None:
+    """Regenerate one injection of a run alone (host, host + arc, arc) from the results
+    directory and the hosts; prints its stored row and writes the images."""
+    import pandas as pd
+
+    from lenscal.backends import open_injector
+    from lenscal.data.shards import ShardReader
+    from lenscal.selection.replay import replay, save_replay
+
+    with open_injector(endpoint=injector, device=device) as inject_with:
+        replayed = replay(directory, number, hosts=ShardReader(hosts), injector=inject_with)
+    npz, png = save_replay(replayed, out or directory / f"replay-{number}")
+    table = directory / "injections.parquet"
+    if table.is_file():
+        stored = pd.read_parquet(table, filters=[("number", "==", number)])
+        if len(stored):
+            typer.echo(stored.iloc[0].to_string())
+    typer.echo(f"-> {npz}, {png}")
 
 
 def _print_marginal(directory: Path) -> None:

@@ -32,7 +32,7 @@ import pandas as pd
 from lenscal import __version__
 from lenscal.data.shards import ShardReader
 from lenscal.fsutil import atomic_path, atomic_write_text
-from lenscal.injection.api import Injector, RenderOptions
+from lenscal.injection.api import Injector, InjectResult, RenderOptions
 from lenscal.injection.hosts import host_moments, host_pool, host_psf_fwhm
 from lenscal.injection.priors import sample_params
 from lenscal.physics import ArcParams
@@ -146,9 +146,6 @@ def _score_injections(
     todo = [k for k in range(len(chunks)) if not _part(out, k).is_file()]
     done = sum(len(chunks[k]) for k in range(len(chunks)) if k not in set(todo))
     timings = {"read_s": 0.0, "inject_s": 0.0, "score_s": 0.0, "wall_s": 0.0, "injections_scored": 0}
-    manifest = hosts.manifest()
-    prior = config.prior_model()
-    options = RenderOptions(poisson_gain=config.poisson_gain, noise_seed=config.seed, noise_cell="grid")
     ready: queue.Queue[Any] = queue.Queue(maxsize=2)  # injected chunks waiting for the scorer
     stop = threading.Event()
 
@@ -157,21 +154,7 @@ def _score_injections(
             for k in todo:
                 if stop.is_set():
                     return
-                t0 = time.perf_counter()
-                rows = np.array([inj.host_row for inj in chunks[k]])
-                images = hosts.read(rows)
-                picked = manifest.iloc[rows]
-                params = _params(config, prior, chunks[k], host_psf_fwhm(picked), images)
-                t1 = time.perf_counter()
-                result = injector.inject(
-                    images,
-                    params=params,
-                    ids=picked["galaxy_id"].astype(str).tolist(),
-                    indices=[inj.number for inj in chunks[k]],
-                    options=options,
-                )
-                timings["read_s"] += t1 - t0
-                timings["inject_s"] += time.perf_counter() - t1
+                result = inject_chunk(config, chunks[k], hosts, injector, timings)
                 ready.put((k, result))
             ready.put(None)
         except BaseException as exc:  # handed to the scoring side, which raises it
@@ -202,6 +185,38 @@ def _score_injections(
                 producer.join(0.05)
     timings["wall_s"] = time.perf_counter() - started
     return timings
+
+
+def inject_chunk(
+    config: GridConfig,
+    chunk: list[Injection],
+    hosts: ShardReader,
+    injector: Injector,
+    timings: dict[str, float] | None = None,
+    return_arcs: bool = False,
+) -> InjectResult:
+    """Read the hosts of planned injections and inject their arcs: the one place a grid's
+    injection is made, by the runner and by ``lenscal grid replay`` alike. Noise is keyed by
+    (run seed, injection number), parameters by (run seed, cell, index), so an injection made
+    alone equals the same injection made in its chunk."""
+    t0 = time.perf_counter()
+    rows = np.array([inj.host_row for inj in chunk])
+    images = hosts.read(rows)
+    picked = hosts.manifest().iloc[rows]
+    params = _params(config, config.prior_model(), chunk, host_psf_fwhm(picked), images)
+    t1 = time.perf_counter()
+    result = injector.inject(
+        images,
+        params=params,
+        ids=picked["galaxy_id"].astype(str).tolist(),
+        indices=[inj.number for inj in chunk],
+        options=RenderOptions(poisson_gain=config.poisson_gain, noise_seed=config.seed, noise_cell="grid"),
+        return_arcs=return_arcs,
+    )
+    if timings is not None:
+        timings["read_s"] += t1 - t0
+        timings["inject_s"] += time.perf_counter() - t1
+    return result
 
 
 def _params(
