@@ -24,7 +24,7 @@ LAYERS = (
     {"errors", "survey", "fsutil", "home", "progress", "rng", "validation", "device", "plotting", "logs"},
     {"preprocess", "stats", "data", "physics"},
     {"models", "injection", "registry"},
-    {"scoring", "training", "evaluation", "mock", "selection"},
+    {"scoring", "training", "evaluation", "mock", "selection", "diagnostics"},
     {"rpc"},
     {"backends", "demo", "cli"},  # composition: chooses implementations, wires commands
 )

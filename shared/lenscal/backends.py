@@ -56,3 +56,26 @@ def open_injector(
     from lenscal.injection.local import LocalInjector
 
     return LocalInjector(device=device)
+
+
+def bundle_path(ref: str | Path, registry_url: str | None = None) -> Path:
+    """A checkpoint bundle directory from a path, or from a training run's registry ID (the
+    bundle whose seal it recorded as an artifact, e.g. ``gen6`` -> runs/gen6/best)."""
+    path = Path(ref)
+    if (path / "model.json").is_file():
+        return path
+    from lenscal.registry.store import Registry
+
+    registry = Registry(registry_url)
+    if registry.exists(str(ref)):
+        record = registry.get(str(ref))
+        for artifact in record.artifacts:
+            seal = Path(artifact["path"])
+            if seal.name == "seal.json" and (seal.parent / "model.json").is_file():
+                return seal.parent
+        raise LenscalError(
+            f"model {str(ref)!r}: registry record {record.id} lists no bundle that still exists"
+        )
+    raise LenscalError(
+        f"model {str(ref)!r}: not a bundle directory (no model.json) nor a run ID in the registry"
+    )

@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "lenscal.evaluation.cli",
     "lenscal.scoring.cli",
     "lenscal.selection.cli",
+    "lenscal.diagnostics.cli",
     "lenscal.registry.cli",
 )
 SERVE_PLUGINS = "lenscal.serve"

@@ -10,3 +10,23 @@ def lenscal_home() -> Path:
     home = Path(os.environ.get("LENSCAL_HOME", Path.home() / ".lenscal")).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def config_search_path(kind: str) -> list[Path]:
+    """Where named configs of ``kind`` (grids, diagnostics) are looked up, first match wins:
+    $LENSCAL_CONFIGS/<kind>, ./configs/<kind>, then lenscal's source tree (configs/<kind>)."""
+    paths = []
+    if os.environ.get("LENSCAL_CONFIGS"):
+        paths.append(Path(os.environ["LENSCAL_CONFIGS"]) / kind)
+    paths.append(Path.cwd() / "configs" / kind)
+    paths.append(Path(__file__).resolve().parents[2] / "configs" / kind)
+    return paths
+
+
+def find_config(kind: str, name_or_path: str | Path) -> Path | None:
+    """A config file by path, or by name (``<name>.yaml``) on ``config_search_path(kind)``;
+    None when neither exists."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    return next((c for d in config_search_path(kind) if (c := d / f"{name_or_path}.yaml").is_file()), None)

@@ -32,7 +32,7 @@ radius and is kept.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,6 +136,20 @@ class InjectionPrior(BaseModel):
     lens_params: LensPrior = LensPrior()
     model2_conditioning: Model2Conditioning = Model2Conditioning()
     preprocessing: PreprocessingNote | None = None
+
+    def with_overrides(
+        self, overrides: Mapping[str, Any], *, source: str = "prior overrides"
+    ) -> InjectionPrior:
+        """A copy with ``overrides`` merged in section by section, e.g.
+        ``{"source_params": {"beta_frac_range": [0.1, 1.0]}}``; validated like a prior file
+        (an unknown key is an error naming it)."""
+        merged = self.model_dump(mode="json")
+        for section, values in overrides.items():
+            if isinstance(values, Mapping) and isinstance(merged.get(section), dict):
+                merged[section] = {**merged[section], **values}
+            else:
+                merged[section] = values
+        return validated(InjectionPrior, merged, error=PriorError, source=source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> InjectionPrior:

@@ -21,6 +21,13 @@ from lenscal.registry.store import Registry
 log = logging.getLogger("lenscal.registry")
 
 
+def ensure_injection_model(registry: Registry, name: str) -> None:
+    """Injection models (IM1, IM2) are defined by lenscal.injection.hosts; a run that uses
+    one names it as a parent, so its record exists before the first run that does."""
+    if not registry.exists(name):
+        registry.add("injection_model", name, description="defined by lenscal.injection.hosts")
+
+
 @contextlib.contextmanager
 def recorded_run(
     registry: Registry | None,

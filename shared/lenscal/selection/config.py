@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.errors import LenscalError
+from lenscal.home import config_search_path, find_config
 from lenscal.injection.priors import InjectionPrior, get_prior
 from lenscal.preprocess import PreprocessOverride
 from lenscal.validation import validated
@@ -83,6 +83,11 @@ class GridConfig(BaseModel):
     #: this many negatives scoring at or above it; fewer is refused unless forced.
     min_false_positives: int = Field(10, ge=1)
     poisson_gain: float | None = Field(None, gt=0, description="e-/nmgy; None: noiseless arcs")
+    #: Sensitivity perturbations: merged into the prior section by section (InjectionPrior
+    #: .with_overrides), and a factor on each host's PSF FWHM used for rendering (binning
+    #: still uses the host's own psfsize_r).
+    prior_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    psf_scale: float = Field(1.0, gt=0.0, le=10.0)
     preprocess_override: PreprocessOverride | None = None
     run_id: str | None = None
 
@@ -97,7 +102,12 @@ class GridConfig(BaseModel):
         return self
 
     def prior_model(self) -> InjectionPrior:
-        return get_prior(self.prior)
+        prior = get_prior(self.prior)
+        return (
+            prior.with_overrides(self.prior_overrides, source="prior_overrides")
+            if self.prior_overrides
+            else prior
+        )
 
     def definition(self) -> dict[str, Any]:
         """Everything that decides a run's numbers (the prior by content, not by name)."""
@@ -121,26 +131,13 @@ def cell_name(theta_e: float, psf: float, depth: float) -> str:
     return f"te{theta_e:.3f}_psf{psf:.3f}_m5{depth:.3f}"
 
 
-def grid_search_path() -> list[Path]:
-    paths = []
-    if os.environ.get("LENSCAL_CONFIGS"):
-        paths.append(Path(os.environ["LENSCAL_CONFIGS"]) / "grids")
-    paths.append(Path.cwd() / "configs" / "grids")
-    paths.append(Path(__file__).resolve().parents[3] / "configs" / "grids")  # the source tree
-    return paths
-
-
 def load_grid(name_or_path: str | Path, **overrides: Any) -> GridConfig:
     """A grid by file path or by name (``configs/grids/<name>.yaml`` in $LENSCAL_CONFIGS,
     ./configs or lenscal's source tree); ``overrides`` replace top-level keys."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        candidates = [d / f"{name_or_path}.yaml" for d in grid_search_path()]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            looked = ", ".join(str(c.parent) for c in candidates)
-            raise GridError(f"unknown grid {str(name_or_path)!r}: not a file, and not in {looked}")
-        path = found
+    path = find_config("grids", name_or_path)
+    if path is None:
+        looked = ", ".join(str(d) for d in config_search_path("grids"))
+        raise GridError(f"unknown grid {str(name_or_path)!r}: not a file, and not in {looked}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:

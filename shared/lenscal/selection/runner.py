@@ -40,8 +40,7 @@ from lenscal.progress import progress_bar
 from lenscal.scoring.api import Scorer
 from lenscal.selection.config import GridConfig, GridError, _sha256
 from lenscal.selection.plan import GridPlan, Injection, plan_grid
-from lenscal.selection.tables import bin_labels, counts, pooled
-from lenscal.stats.metrics import threshold_at_fpr
+from lenscal.selection.tables import bin_labels, counts, detection_thresholds, pooled
 
 #: Injections per chunk: one injector call and one scorer call each.
 CHUNK = 256
@@ -203,7 +202,7 @@ def inject_chunk(
     rows = np.array([inj.host_row for inj in chunk])
     images = hosts.read(rows)
     picked = hosts.manifest().iloc[rows]
-    params = _params(config, config.prior_model(), chunk, host_psf_fwhm(picked), images)
+    params = _params(config, config.prior_model(), chunk, host_psf_fwhm(picked) * config.psf_scale, images)
     t1 = time.perf_counter()
     result = injector.inject(
         images,
@@ -320,34 +319,13 @@ def _score_negatives(
 def _thresholds(
     config: GridConfig, negatives: pd.DataFrame, force: bool
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Fixed thresholds, and those set by FPR on the negatives when enough negatives back
-    them (at least min_false_positives above the threshold at the target), else refused."""
-    thresholds = {f"p>={t:g}": float(t) for t in config.thresholds}
-    info: dict[str, Any] = {}
-    scores = negatives["probability"].to_numpy()
-    for target in config.fpr_targets:
-        label = f"fpr={target:g}"
-        needed = int(np.ceil(config.min_false_positives / target))
-        entry: dict[str, Any] = {
-            "target_fpr": target,
-            "n_negatives": int(scores.size),
-            "needed_negatives": needed,
-        }
-        if scores.size == 0:
-            entry["refused"] = "no validation negatives to set it"
-        else:
-            found = threshold_at_fpr(scores, np.zeros(scores.size, dtype=bool), target)
-            entry.update(threshold=found.threshold, achieved_fpr=found.achieved_fpr)
-            if scores.size < needed and not force:
-                entry["refused"] = (
-                    f"rests on {scores.size} negatives; {needed} are needed ({config.min_false_positives} "
-                    f"above it at FPR {target:g}); --force-fpr uses it anyway"
-                )
-            else:
-                thresholds[label] = found.threshold
-                entry["forced"] = scores.size < needed
-        info[label] = entry
-    return thresholds, info
+    return detection_thresholds(
+        negatives["probability"].to_numpy(),
+        fixed=config.thresholds,
+        fpr_targets=config.fpr_targets,
+        min_false_positives=config.min_false_positives,
+        force=force,
+    )
 
 
 # --- tables ----------------------------------------------------------------------------
@@ -414,7 +392,7 @@ def run_recorded(
     diagnostic D<NN>) with lineage: the checkpoint and the injection model; the grid's
     definition and hash are its config."""
     from lenscal.registry.ids import RegistryError, kind_of
-    from lenscal.registry.runs import recorded_run
+    from lenscal.registry.runs import ensure_injection_model, recorded_run
 
     run_id = run_id or config.run_id
     if run_id is None or registry is None:
@@ -424,10 +402,7 @@ def run_recorded(
         raise RegistryError(
             f"a grid run is an evaluation (E<NN>-<suffix>) or a diagnostic (D<NN>), not {run_id!r}"
         )
-    if not registry.exists(config.injection_model):
-        registry.add(
-            "injection_model", config.injection_model, description="defined by lenscal.injection.hosts"
-        )
+    ensure_injection_model(registry, config.injection_model)
     info = kwargs["scorer"].model_info(kwargs.get("model", ""))[0]
     with recorded_run(
         registry,

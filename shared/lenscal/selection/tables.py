@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lenscal.stats.intervals import jeffreys_bounds
+from lenscal.stats.metrics import threshold_at_fpr
 
 INTERVAL_COLUMNS = ("jeffreys68_low", "jeffreys68_high", "jeffreys95_low", "jeffreys95_high")
 
@@ -82,3 +84,44 @@ def bin_labels(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     which = np.where(values == e[-1], len(e) - 2, which)
     labels = np.array([f"{a:g}-{b:g}" for a, b in itertools.pairwise(e)] + [""], dtype=object)
     return labels[np.where((which >= 0) & (which < len(e) - 1), which, len(e) - 1)]
+
+
+def detection_thresholds(
+    negative_probabilities: np.ndarray,
+    *,
+    fixed: Sequence[float] = (0.3, 0.5, 0.7),
+    fpr_targets: Sequence[float] = (1e-3, 1e-4),
+    min_false_positives: int = 10,
+    force: bool = False,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Detection thresholds by label: ``p>=t`` for each fixed t, and ``fpr=f`` at the score
+    where the negatives' false-positive rate is f, only when enough negatives back it: at
+    least ``min_false_positives / f`` of them (i.e. that many false positives at the
+    target). Otherwise it is refused (in the info, with the reason) unless ``force``. The
+    info states, per FPR target, how many negatives it rests on and how many were needed."""
+    thresholds = {f"p>={t:g}": float(t) for t in fixed}
+    info: dict[str, Any] = {}
+    scores = np.asarray(negative_probabilities, dtype=np.float64)
+    for target in fpr_targets:
+        label = f"fpr={target:g}"
+        needed = int(np.ceil(min_false_positives / target))
+        entry: dict[str, Any] = {
+            "target_fpr": target,
+            "n_negatives": int(scores.size),
+            "needed_negatives": needed,
+        }
+        if scores.size == 0:
+            entry["refused"] = "no validation negatives to set it"
+        else:
+            found = threshold_at_fpr(scores, np.zeros(scores.size, dtype=bool), target)
+            entry.update(threshold=found.threshold, achieved_fpr=found.achieved_fpr)
+            if scores.size < needed and not force:
+                entry["refused"] = (
+                    f"rests on {scores.size} negatives; {needed} are needed ({min_false_positives} "
+                    f"above it at FPR {target:g}); --force-fpr uses it anyway"
+                )
+            else:
+                thresholds[label] = found.threshold
+                entry["forced"] = scores.size < needed
+        info[label] = entry
+    return thresholds, info

@@ -1,0 +1,232 @@
+"""Running a diagnostic: its steps in order, each into its own directory, then the run's
+``metrics.json`` (every step's metrics, nested by step name: the one file the registry reads)
+and ``report.md``.
+
+Results directory::
+
+    definition.json   what ran: ID, preset, every step's check and validated parameters, the
+                      model (bundle hash), the hosts (shard hash), lenscal version, status
+    <step>/           the step's tables, PNGs, metrics.json and step.json (done, hash, headline)
+    metrics.json      {step: that step's metrics} for every finished step
+    report.md         the decisive numbers, key tables and figures, step by step
+
+A step whose step.json says it finished with the same parameters is reused, so a run killed
+part-way continues where it stopped (grid steps also resume inside the step). A directory
+holds one definition: another one is refused unless ``restart``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lenscal import __version__
+from lenscal.diagnostics.base import Context, DiagnosticError, get_check
+from lenscal.diagnostics.config import FULL, DiagnosticDefinition, ResolvedStep, _sha256, resolve
+from lenscal.diagnostics.report import TABLE_FILE, write_report
+from lenscal.fsutil import atomic_write_text
+
+log = logging.getLogger("lenscal.diagnostics")
+STEP_FILE = "step.json"
+
+
+@dataclass
+class DiagnosticResult:
+    out: Path
+    metrics: dict[str, Any]
+    ran: list[str]
+    reused: list[str]
+
+
+def run_diagnostic(
+    definition: DiagnosticDefinition,
+    ctx: Context,
+    out: str | Path,
+    *,
+    preset: str = FULL,
+    only: list[str] | None = None,
+    restart: bool = False,
+) -> DiagnosticResult:
+    out = Path(out)
+    every_step = resolve(definition, preset)
+    chosen = resolve(definition, preset, only)
+    info = ctx.scorer.model_info(ctx.model)[0]
+    identity: dict[str, Any] = {
+        "id": definition.id,
+        "preset": preset,
+        "steps": [s.snapshot() for s in every_step],
+        "model": {
+            "model_id": info.model_id,
+            "bundle_sha256": info.bundle_sha256,
+            "weights_sha256": info.weights_sha256,
+        },
+        "hosts": {"shards_sha256": ctx.hosts.index.source_sha256},
+    }
+    digest = _sha256(identity)
+    if restart and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _claim(out, digest)
+    meta = {
+        "format": "lenscal-diagnostic/1",
+        **identity,
+        "definition_sha256": digest,
+        "description": definition.description,
+        "injection_model": definition.injection_model,
+        "model": {
+            **identity["model"],
+            "name": info.name,
+            "architecture": info.architecture,
+            "engine": info.engine,
+            "device": info.device,
+            "preprocess": json.loads(info.spec.to_json()),
+        },
+        "hosts": {**identity["hosts"], "shards": str(ctx.hosts.directory)},
+        "lenscal_version": __version__,
+        "status": "running",
+    }
+    _write_json(out / "definition.json", meta)
+    ctx.root = out
+    ctx.steps = {s.name: out / s.name for s in every_step if _finished(out / s.name, s)}
+    ran, reused = [], []
+    try:
+        for step in chosen:
+            if step.name in ctx.steps:
+                log.info("%s: step %s already done, reused", definition.id, step.name)
+                reused.append(step.name)
+                continue
+            _run_step(ctx, step, out / step.name)
+            ctx.steps[step.name] = out / step.name
+            ran.append(step.name)
+    except BaseException as exc:
+        meta.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        _write_json(out / "definition.json", meta)
+        raise
+    metrics = {
+        s.name: json.loads((out / s.name / "metrics.json").read_text())
+        for s in every_step
+        if s.name in ctx.steps
+    }
+    _write_json(out / "metrics.json", metrics)
+    complete = all(s.name in ctx.steps for s in every_step)
+    meta["status"] = "complete" if complete else "partial"
+    meta["missing_steps"] = [s.name for s in every_step if s.name not in ctx.steps]
+    _write_json(out / "definition.json", meta)
+    write_report(out, meta, every_step)
+    return DiagnosticResult(out, metrics, ran, reused)
+
+
+def _run_step(ctx: Context, step: ResolvedStep, directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / STEP_FILE).unlink(missing_ok=True)
+    check = get_check(step.check)
+    log.info("step %s (%s)", step.name, step.check)
+    started = time.perf_counter()
+    outcome = check.run(ctx, step.params, directory)
+    seconds = time.perf_counter() - started
+    _write_json(directory / "metrics.json", outcome.metrics)
+    if outcome.table is not None:
+        outcome.table.to_csv(directory / TABLE_FILE, index=False)
+    figures = [str(Path(f).relative_to(directory)) for f in outcome.figures if Path(f).is_file()]
+    _write_json(
+        directory / STEP_FILE,
+        {
+            **step.snapshot(),
+            "sha256": step.sha256,
+            "status": "done",
+            "description": step.description,
+            "headline": outcome.headline,
+            "figures": figures,
+            "seconds": round(seconds, 3),
+        },
+    )
+
+
+def _finished(directory: Path, step: ResolvedStep) -> bool:
+    path = directory / STEP_FILE
+    if not path.is_file():
+        return False
+    try:
+        done = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return False
+    return bool(done.get("status") == "done" and done.get("sha256") == step.sha256)
+
+
+def _claim(out: Path, digest: str) -> None:
+    path = out / "definition.json"
+    if not path.is_file():
+        return
+    try:
+        existing = json.loads(path.read_text()).get("definition_sha256")
+    except json.JSONDecodeError:
+        existing = None
+    if existing != digest:
+        raise DiagnosticError(
+            f"{out}: holds a run of another definition, preset, model or host set; choose another --out, "
+            f"or --restart to discard it"
+        )
+
+
+def _write_json(path: Path, value: Any) -> None:
+    atomic_write_text(path, json.dumps(value, indent=1, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return str(value)
+
+
+def run_recorded(
+    definition: DiagnosticDefinition,
+    ctx: Context,
+    out: str | Path,
+    *,
+    registry: Any = None,
+    run_id: str | None = None,
+    **kwargs: Any,
+) -> DiagnosticResult:
+    """run_diagnostic, recorded in the registry as ``run_id`` (default: the definition's ID)
+    with lineage (the checkpoint, the injection model) and its metrics from the run's
+    metrics.json; the resolved steps and the preset are the record's config."""
+    from lenscal.registry.ids import RegistryError, kind_of
+    from lenscal.registry.runs import ensure_injection_model, recorded_run
+
+    if registry is None:
+        return run_diagnostic(definition, ctx, out, **kwargs)
+    run_id = run_id or definition.id
+    kind = kind_of(run_id)
+    if kind not in ("diagnostic", "evaluation"):
+        raise RegistryError(f"a diagnostic run is recorded as D<NN> or E<NN>-<suffix>, not {run_id!r}")
+    info = ctx.scorer.model_info(ctx.model)[0]
+    parents = [(info.model_id, "checkpoint")]
+    if definition.injection_model:
+        ensure_injection_model(registry, definition.injection_model)
+        parents.append((definition.injection_model, "injection_model"))
+    preset = kwargs.get("preset", FULL)
+    config = {
+        "definition": definition.model_dump(mode="json"),
+        "preset": preset,
+        "steps": [s.snapshot() for s in resolve(definition, preset)],
+    }
+    with recorded_run(
+        registry,
+        run_id,
+        kind=kind,
+        results_dir=out,
+        config=config,
+        parents=parents,
+        description=definition.description,
+    ):
+        return run_diagnostic(definition, ctx, out, **kwargs)
