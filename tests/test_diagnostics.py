@@ -320,3 +320,109 @@ def test_d05_demo_through_real_services_is_deterministic_and_recorded(
     assert {Path(s) for s in record.metric_sources.values()} == {(tmp_path / "a" / "metrics.json").resolve()}
     verify = subprocess.run([*LENSCAL, "registry", "verify"], capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+# --- the other checks on known answers -------------------------------------------------------
+
+
+def test_masked_pixel_audit_counts_planted_nans() -> None:
+    from lenscal.diagnostics.masked_pixels import pixel_audit
+
+    images = np.ones((4, 3, 101, 101), np.float32)
+    images[1, 0, 0, 0] = np.nan  # a corner: masked, not central
+    images[2, 2, 50, 55] = np.nan  # 5 px from the centre: central at radius 10
+    images[3, :, :10, :] = np.nan  # ten rows of every band
+    images[0, 1, 70, 70] = 0.0
+    audit = pixel_audit(images, central_radius_px=10.0)
+    assert audit["any_nan"].tolist() == [False, True, True, True]
+    assert audit["central_nan"].tolist() == [False, False, True, False]
+    assert audit["any_zero"].tolist() == [True, False, False, False]
+    assert audit["nan_fraction"][3] == pytest.approx(10 / 101)
+    assert audit["nan_fraction"][1] == pytest.approx(1 / (3 * 101 * 101))
+
+
+def test_annulus_median_and_mad_by_hand() -> None:
+    from lenscal.diagnostics.annulus import ring_median_mad
+
+    rng = np.random.default_rng(4)
+    band = rng.normal(0.0, 1.0, (3, 101, 101))
+    band[1, 40:60, 40:60] = np.nan  # inside r < 20: no effect on either ring
+    band[2, 0:5, :] = np.nan  # some ring pixels masked: they are left out
+    rows, cols = np.mgrid[0:101, 0:101]
+    r = np.hypot(rows - 50, cols - 50)
+    median, mad = ring_median_mad(band, 32.5, 45.0)
+    for i in range(3):
+        values = band[i][(r >= 32.5) & (r < 45.0)]
+        values = values[np.isfinite(values)]
+        assert median[i] == pytest.approx(np.median(values))
+        assert mad[i] == pytest.approx(np.median(np.abs(values - np.median(values))))
+
+
+def test_split_balance_sees_a_shifted_observing_condition(tmp_path: Path) -> None:
+    from lenscal.diagnostics.split_balance import SplitBalanceParams, balance
+
+    rng = np.random.default_rng(5)
+    n = 400
+    frame = pd.DataFrame(
+        {"split": np.where(np.arange(n) < 250, "train", "val"), "label": rng.integers(0, 2, n)}
+    )
+    frame["psfsize_r"] = np.where(frame["split"] == "train", rng.normal(1.2, 0.1, n), rng.normal(1.5, 0.1, n))
+    frame["psfdepth_r"] = rng.normal(300, 20, n)  # the same in both
+    outcome = balance(frame, SplitBalanceParams(columns=("psfsize_r", "psfdepth_r")), tmp_path)
+    tests = pd.read_csv(tmp_path / "ks_tests.csv")
+    shifted = tests[tests["column"] == "psfsize_r"]
+    same = tests[tests["column"] == "psfdepth_r"]
+    assert (shifted["ks_statistic"] > 0.8).all() and (shifted["p_value"] < 1e-10).all()
+    assert (same["p_value"] > 1e-3).all()
+    assert outcome.metrics["ks_max_column"].startswith("psfsize_r")
+    assert outcome.metrics["train.n"] == 250 and outcome.metrics["val.n"] == 150
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_d01_and_d06_demo_in_process(mock_world: Path, tmp_path: Path) -> None:
+    """The checks D05 does not use (masks, annulus, beta_frac, UMAP, gain sweep, sensitivity)
+    on the mock survey, recorded and resumable."""
+    from lenscal.models import create_model
+    from lenscal.models.bundle import export_onnx, save_bundle
+
+    torch.manual_seed(5)
+    bundle = save_bundle(
+        tmp_path / "resnet-gen9",
+        create_model("bottlenecked_resnet", base_ch=8),
+        arch="bottlenecked_resnet",
+        arch_kwargs={"base_ch": 8},
+        spec=PreprocessSpec(),
+        run_id="resnet-gen9",
+    )
+    export_onnx(bundle)
+    for name in ("D01", "D06"):
+        command = [
+            *LENSCAL,
+            "diagnose",
+            name,
+            "--preset",
+            "demo",
+            "--hosts",
+            str(mock_world / "shards"),
+            "--model",
+            str(bundle),
+            "--out",
+            str(tmp_path / name),
+            "--device",
+            "cpu",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0 and "reused" in again.stdout  # every step reused, nothing rerun
+    d01 = json.loads((tmp_path / "D01" / "metrics.json").read_text())
+    val = int((pd.read_parquet(mock_world / "shards" / "manifest.parquet")["split"] == "val").sum())
+    assert d01["split_balance"]["val.n"] == val
+    assert d01["annulus_statistics"]["paired"] == min(val, 200)  # demo preset: n = 200
+    assert "lenses.neighbours.negatives" in d01["umap_map"]
+    assert (tmp_path / "D01" / "umap_map" / "umap.png").is_file()
+    d06 = json.loads((tmp_path / "D06" / "metrics.json").read_text())
+    assert d06["gain_sweep"]["identical_at_1e12"] is True
+    assert set(d06["sensitivity"]) >= {"psf_plus10pct", "q_lens_narrower"}
+    assert (tmp_path / "D06" / "sensitivity" / "sensitivity.png").is_file()
