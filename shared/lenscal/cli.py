@@ -25,7 +25,6 @@ from lenscal.validation import describe
 
 #: Modules whose typer ``app`` holds commands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "lenscal.demo.cli",
     "lenscal.data.cli",
     "lenscal.mock.cli",
     "lenscal.injection.cli",
@@ -38,6 +37,9 @@ COMMAND_MODULES = (
     "lenscal.registry.cli",
 )
 SERVE_PLUGINS = "lenscal.serve"
+#: Packages outside the library (the flows) add top-level commands (demo, run, deploy, worker)
+#: through entry points in this group, each a typer app: the library never imports them.
+COMMAND_PLUGINS = "lenscal.commands"
 
 app = typer.Typer(
     name="lenscal",
@@ -72,6 +74,9 @@ def _compose() -> None:
         else:
             app.registered_commands.extend(sub_app.registered_commands)
             app.registered_groups.extend(sub_app.registered_groups)
+    for plugin in sorted(entry_points(group=COMMAND_PLUGINS), key=lambda e: e.name):
+        plugin_app: typer.Typer = plugin.load()
+        app.registered_commands.extend(plugin_app.registered_commands)
     for plugin in sorted(entry_points(group=SERVE_PLUGINS), key=lambda e: e.name):
         serve_app.command(plugin.name)(plugin.load())
     app.add_typer(serve_app, name="serve")

@@ -1,4 +1,5 @@
-"""`make demo`: the pipeline that exists so far, on embedded defaults (no external data).
+"""The data half of `make demo`, on embedded defaults (no external data); the flows package
+then trains, serves and runs D05 on it (lenscal_flows.demo).
 
 1. a mock DR10-like survey (lenscal.mock): FITS cutouts, manifest, gallery;
 2. packed into float16 shards (`lenscal ingest`);
@@ -20,7 +21,9 @@ import numpy as np
 from lenscal.plotting import pyplot, rgb, save_figure
 
 
-def run_demo(out: Path, *, n: int = 300, seed: int = 0, progress: bool | None = None) -> dict[str, Any]:
+def prepare_demo_data(
+    out: Path, *, n: int = 300, seed: int = 0, positive_fraction: float = 0.3, progress: bool | None = None
+) -> dict[str, Any]:
     import torch
 
     from lenscal.data.ingest import ingest
@@ -33,7 +36,10 @@ def run_demo(out: Path, *, n: int = 300, seed: int = 0, progress: bool | None = 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    survey = make_mock_survey(out / "mock", n=n, seed=seed, positive_fraction=0.1, progress=progress)
+    # 30% lenses: enough for a finder trained for a minute to reach p >= 0.5 on some of them.
+    survey = make_mock_survey(
+        out / "mock", n=n, seed=seed, positive_fraction=positive_fraction, progress=progress
+    )
     t_mock = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -57,18 +57,7 @@ def run_diagnostic(
     every_step = resolve(definition, preset)
     chosen = resolve(definition, preset, only)
     info = ctx.scorer.model_info(ctx.model)[0]
-    identity: dict[str, Any] = {
-        "id": definition.id,
-        "preset": preset,
-        "steps": [s.snapshot() for s in every_step],
-        "model": {
-            "model_id": info.model_id,
-            "bundle_sha256": info.bundle_sha256,
-            "weights_sha256": info.weights_sha256,
-        },
-        "hosts": {"shards_sha256": ctx.hosts.index.source_sha256},
-    }
-    digest = _sha256(identity)
+    identity, digest = run_identity(definition, ctx, preset)
     if restart and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +109,26 @@ def run_diagnostic(
     _write_json(out / "definition.json", meta)
     write_report(out, meta, every_step)
     return DiagnosticResult(out, metrics, ran, reused)
+
+
+def run_identity(
+    definition: DiagnosticDefinition, ctx: Context, preset: str = FULL
+) -> tuple[dict[str, Any], str]:
+    """What makes two runs the same run (the definition's resolved steps at the preset, the
+    model, the hosts) and its SHA-256: a results directory holds runs of one identity."""
+    info = ctx.scorer.model_info(ctx.model)[0]
+    identity: dict[str, Any] = {
+        "id": definition.id,
+        "preset": preset,
+        "steps": [s.snapshot() for s in resolve(definition, preset)],
+        "model": {
+            "model_id": info.model_id,
+            "bundle_sha256": info.bundle_sha256,
+            "weights_sha256": info.weights_sha256,
+        },
+        "hosts": {"shards_sha256": ctx.hosts.index.source_sha256},
+    }
+    return identity, _sha256(identity)
 
 
 def _run_step(ctx: Context, step: ResolvedStep, directory: Path) -> None:
@@ -188,6 +197,38 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def record_details(
+    definition: DiagnosticDefinition, ctx: Context, registry: Any, run_id: str | None, preset: str
+) -> dict[str, Any]:
+    """The keyword arguments of lenscal.registry.runs.recorded_run for this run: its kind (a
+    D<NN> diagnostic or an E<NN>-... evaluation), config (the resolved steps and preset) and
+    lineage (the checkpoint, the injection model, whose record is created if missing)."""
+    from lenscal.registry.ids import RegistryError, kind_of
+    from lenscal.registry.runs import ensure_injection_model
+
+    run_id = run_id or definition.id
+    kind = kind_of(run_id)
+    if kind not in ("diagnostic", "evaluation"):
+        raise RegistryError(f"a diagnostic run is recorded as D<NN> or E<NN>-<suffix>, not {run_id!r}")
+    info = ctx.scorer.model_info(ctx.model)[0]
+    parents = [(info.model_id, "checkpoint")]
+    if definition.injection_model:
+        ensure_injection_model(registry, definition.injection_model)
+        parents.append((definition.injection_model, "injection_model"))
+    config = {
+        "definition": definition.model_dump(mode="json"),
+        "preset": preset,
+        "steps": [s.snapshot() for s in resolve(definition, preset)],
+    }
+    return {
+        "run_id": run_id,
+        "kind": kind,
+        "config": config,
+        "parents": parents,
+        "description": definition.description,
+    }
+
+
 def run_recorded(
     definition: DiagnosticDefinition,
     ctx: Context,
@@ -198,35 +239,11 @@ def run_recorded(
     **kwargs: Any,
 ) -> DiagnosticResult:
     """run_diagnostic, recorded in the registry as ``run_id`` (default: the definition's ID)
-    with lineage (the checkpoint, the injection model) and its metrics from the run's
-    metrics.json; the resolved steps and the preset are the record's config."""
-    from lenscal.registry.ids import RegistryError, kind_of
-    from lenscal.registry.runs import ensure_injection_model, recorded_run
+    with lineage and its metrics from the run's metrics.json (see record_details)."""
+    from lenscal.registry.runs import recorded_run
 
     if registry is None:
         return run_diagnostic(definition, ctx, out, **kwargs)
-    run_id = run_id or definition.id
-    kind = kind_of(run_id)
-    if kind not in ("diagnostic", "evaluation"):
-        raise RegistryError(f"a diagnostic run is recorded as D<NN> or E<NN>-<suffix>, not {run_id!r}")
-    info = ctx.scorer.model_info(ctx.model)[0]
-    parents = [(info.model_id, "checkpoint")]
-    if definition.injection_model:
-        ensure_injection_model(registry, definition.injection_model)
-        parents.append((definition.injection_model, "injection_model"))
-    preset = kwargs.get("preset", FULL)
-    config = {
-        "definition": definition.model_dump(mode="json"),
-        "preset": preset,
-        "steps": [s.snapshot() for s in resolve(definition, preset)],
-    }
-    with recorded_run(
-        registry,
-        run_id,
-        kind=kind,
-        results_dir=out,
-        config=config,
-        parents=parents,
-        description=definition.description,
-    ):
+    details = record_details(definition, ctx, registry, run_id, kwargs.get("preset", FULL))
+    with recorded_run(registry, details.pop("run_id"), results_dir=out, **details):
         return run_diagnostic(definition, ctx, out, **kwargs)

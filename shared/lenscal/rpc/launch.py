@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from lenscal.rpc.server import PARENT_ENV
+
 _LISTENING = re.compile(r"listening on (\S+:\d+)")
 
 
@@ -30,7 +32,9 @@ def running_service(
     """Run `lenscal serve <args> --port <port>` (port 0: any free port); yield
     ("host:port", process) once it listens; stop it (SIGTERM, then SIGKILL after 30 s) on exit.
     ``echo`` copies the service's log lines to stderr as they come."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The service stops itself when this process is gone, even after a SIGKILL (a killed
+    # flow or demo never leaves services behind): lenscal.rpc.server watches this pid.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
     proc = Service(
         [sys.executable, "-m", "lenscal.cli", "serve", *args, "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -84,11 +85,35 @@ def run_until_signalled(
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    _watch_parent(stop)
     stop.wait()
     mark_serving(health_servicer, names, serving=False)
     if drain is not None:
         drain(grace_s)
     server.stop(grace_s).wait()
+
+
+#: Set by lenscal.rpc.launch: the pid of the process that started this service.
+PARENT_ENV = "LENSCAL_EXIT_WITH_PID"
+
+
+def _watch_parent(stop: threading.Event, period_s: float = 1.0) -> None:
+    """With $LENSCAL_EXIT_WITH_PID set, drain and stop once that process no longer exists."""
+    pid = int(os.environ.get(PARENT_ENV, "0") or 0)
+    if pid <= 0:
+        return
+
+    def watch() -> None:
+        while not stop.wait(period_s):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                log.info("process %d that started this service is gone: draining", pid)
+                stop.set()
+            except PermissionError:
+                pass  # alive, owned by another user
+
+    threading.Thread(target=watch, name="lenscal-parent-watch", daemon=True).start()
 
 
 def cap_malloc_arenas(arenas: int = 2) -> None:

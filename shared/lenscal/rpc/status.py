@@ -69,6 +69,8 @@ def error_from_rpc(error: grpc.RpcError) -> Exception:
         return OverloadedError(details, float(hint) if hint else 0.5)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return TimeoutError(details)
+    if code == grpc.StatusCode.CANCELLED:  # not by this client: the server went away mid-call
+        return NotReadyError(f"the service went away during the call ({details}); retry")
     for cls, mapped in STATUS_FOR:
         if mapped == code and issubclass(cls, LenscalError):
             return cls(details)

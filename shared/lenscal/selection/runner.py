@@ -22,6 +22,7 @@ import queue
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,28 @@ class GridResult:
     meta: dict[str, Any]
 
 
+@dataclass
+class GridRun:
+    """A prepared grid run: its plan and its claimed results directory. Chunks are then
+    scored (all at once, or in disjoint sets by several workers) and the run finished."""
+
+    config: GridConfig
+    hosts: ShardReader
+    out: Path
+    plan: GridPlan
+    meta: dict[str, Any]
+    model: str  # the scorer's name for the model
+    chunk_size: int
+
+    @property
+    def chunks(self) -> list[list[Injection]]:
+        return self.plan.chunks(self.chunk_size)
+
+    def pending(self) -> list[int]:
+        """Chunks without a committed part."""
+        return [k for k in range(len(self.chunks)) if not _part(self.out, k).is_file()]
+
+
 def run_grid(
     config: GridConfig,
     *,
@@ -67,6 +90,25 @@ def run_grid(
     restart: bool = False,
     progress: bool | None = None,
 ) -> GridResult:
+    run = prepare_grid(
+        config, hosts=hosts, scorer=scorer, out=out, model=model, chunk_size=chunk_size, restart=restart
+    )
+    timings = score_chunks(run, scorer, injector, progress=progress)
+    return finish_grid(run, scorer, force_fpr=force_fpr, progress=progress, timings=timings)
+
+
+def prepare_grid(
+    config: GridConfig,
+    *,
+    hosts: ShardReader,
+    scorer: Scorer,
+    out: str | Path,
+    model: str = "",
+    chunk_size: int = CHUNK,
+    restart: bool = False,
+) -> GridRun:
+    """Plan the run and claim ``out`` for its definition (refusing another definition);
+    idempotent, so each of several workers may call it."""
     out = Path(out)
     if restart and out.exists():
         shutil.rmtree(out)
@@ -92,22 +134,65 @@ def run_grid(
         "definition_sha256": digest,
         "geometry": {**config.geometry(), "hosts_source": hosts.index.source_sha256},
         "geometry_sha256": _sha256({**config.geometry(), "hosts_source": hosts.index.source_sha256}),
-        "checkpoint": {"model": info.name, "model_id": info.model_id, "architecture": info.architecture,
-                       "bundle_sha256": info.bundle_sha256, "weights_sha256": info.weights_sha256},
-        "hosts": {"shards": str(hosts.directory), "pool": config.injection_model, "pool_size": plan.pool_size,
-                  "cells_with_hosts": sum(1 for v in plan.hosts_per_cell.values() if v),
-                  "cells": len(plan.hosts_per_cell)},
+        "checkpoint": {
+            "model": info.name,
+            "model_id": info.model_id,
+            "architecture": info.architecture,
+            "bundle_sha256": info.bundle_sha256,
+            "weights_sha256": info.weights_sha256,
+        },
+        "hosts": {
+            "shards": str(hosts.directory),
+            "pool": config.injection_model,
+            "pool_size": plan.pool_size,
+            "cells_with_hosts": sum(1 for v in plan.hosts_per_cell.values() if v),
+            "cells": len(plan.hosts_per_cell),
+        },
         "injections": len(plan.injections),
         "lenscal_version": __version__,
         "status": "running",
-    }  # fmt: skip
-    atomic_write_text(out / "meta.json", json.dumps(meta, indent=1, default=str) + "\n")
-    timings = _score_injections(config, plan, hosts, scorer, injector, out, info.name, chunk_size, progress)
-    injections = _assemble(out, len(plan.chunks(chunk_size)))
-    negatives = _score_negatives(config, hosts, scorer, info.name, out, progress)
+    }
+    previous = out / "meta.json"
+    if not previous.is_file() or json.loads(previous.read_text()).get("status") != "complete":
+        atomic_write_text(previous, json.dumps(meta, indent=1, default=str) + "\n")
+    return GridRun(config, hosts, out, plan, meta, info.name, chunk_size)
+
+
+def score_chunks(
+    run: GridRun,
+    scorer: Scorer,
+    injector: Injector,
+    chunk_ids: Sequence[int] | None = None,
+    progress: bool | None = None,
+) -> dict[str, float]:
+    """Inject and score the run's uncommitted chunks (of ``chunk_ids``, default all),
+    committing each as it is scored; returns stage timings."""
+    wanted = run.pending() if chunk_ids is None else [k for k in chunk_ids if not _part(run.out, k).is_file()]
+    return _score_injections(run, scorer, injector, wanted, progress)
+
+
+def finish_grid(
+    run: GridRun,
+    scorer: Scorer,
+    *,
+    force_fpr: bool = False,
+    progress: bool | None = None,
+    timings: dict[str, float] | None = None,
+) -> GridResult:
+    """Once every chunk is committed: the per-injection table, the negatives' scores, the
+    thresholds, the tables and the plots."""
+    missing = run.pending()
+    if missing:
+        raise GridError(
+            f"{run.out}: {len(missing)} chunk(s) not scored yet (e.g. {missing[:5]}); score them first"
+        )
+    config, out = run.config, run.out
+    injections = _assemble(out, len(run.chunks))
+    negatives = _score_negatives(config, run.hosts, scorer, run.model, out, progress)
     thresholds, fpr_info = _thresholds(config, negatives, force_fpr)
-    metrics = _tables(config, plan, injections, thresholds, fpr_info, out)
-    meta.update(status="complete", timings=timings, thresholds=fpr_info)
+    metrics = _tables(config, run.plan, injections, thresholds, fpr_info, out)
+    meta = dict(run.meta)
+    meta.update(status="complete", timings=timings or {}, thresholds=fpr_info)
     atomic_write_text(out / "meta.json", json.dumps(meta, indent=1, default=str) + "\n")
     from lenscal.selection.plots import grid_plots
 
@@ -131,19 +216,10 @@ def _claim(out: Path, digest: str, restart: bool) -> None:
 
 
 def _score_injections(
-    config: GridConfig,
-    plan: GridPlan,
-    hosts: ShardReader,
-    scorer: Scorer,
-    injector: Injector,
-    out: Path,
-    model: str,
-    chunk_size: int,
-    progress: bool | None,
+    run: GridRun, scorer: Scorer, injector: Injector, todo: list[int], progress: bool | None
 ) -> dict[str, float]:
-    chunks = plan.chunks(chunk_size)
-    todo = [k for k in range(len(chunks)) if not _part(out, k).is_file()]
-    done = sum(len(chunks[k]) for k in range(len(chunks)) if k not in set(todo))
+    chunks, config, out = run.chunks, run.config, run.out
+    done = sum(len(c) for c in chunks) - sum(len(chunks[k]) for k in todo)
     timings = {"read_s": 0.0, "inject_s": 0.0, "score_s": 0.0, "wall_s": 0.0, "injections_scored": 0}
     ready: queue.Queue[Any] = queue.Queue(maxsize=2)  # injected chunks waiting for the scorer
     stop = threading.Event()
@@ -153,7 +229,7 @@ def _score_injections(
             for k in todo:
                 if stop.is_set():
                     return
-                result = inject_chunk(config, chunks[k], hosts, injector, timings)
+                result = inject_chunk(config, chunks[k], run.hosts, injector, timings)
                 ready.put((k, result))
             ready.put(None)
         except BaseException as exc:  # handed to the scoring side, which raises it
@@ -163,14 +239,14 @@ def _score_injections(
     producer = threading.Thread(target=produce, name="lenscal-grid-injector", daemon=True)
     producer.start()
     try:
-        with progress_bar(len(plan.injections), f"grid {config.name}", enabled=progress) as advance:
+        with progress_bar(len(run.plan.injections), f"grid {config.name}", enabled=progress) as advance:
             advance(done)
             while (item := ready.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 k, result = item
                 t0 = time.perf_counter()
-                scored = scorer.score(result.images, model=model, override=config.preprocess_override)
+                scored = scorer.score(result.images, model=run.model, override=config.preprocess_override)
                 timings["score_s"] += time.perf_counter() - t0
                 _commit_part(out, k, chunks[k], result.truth, scored.logits, scored.probabilities)
                 timings["injections_scored"] += len(chunks[k])
@@ -385,32 +461,40 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def run_recorded(
-    config: GridConfig, *, registry: Any = None, run_id: str | None = None, **kwargs: Any
-) -> GridResult:
-    """run_grid, recorded in the registry as ``run_id`` (an evaluation E<NN>-... or a
-    diagnostic D<NN>) with lineage: the checkpoint and the injection model; the grid's
-    definition and hash are its config."""
+def record_details(
+    config: GridConfig, scorer: Scorer, model: str, registry: Any, run_id: str | None
+) -> dict[str, Any]:
+    """recorded_run's keyword arguments for a grid run: an evaluation (E<NN>-...) or a
+    diagnostic (D<NN>), lineage (the checkpoint, the injection model, created if missing),
+    the grid's definition and hash as config."""
     from lenscal.registry.ids import RegistryError, kind_of
-    from lenscal.registry.runs import ensure_injection_model, recorded_run
+    from lenscal.registry.runs import ensure_injection_model
 
     run_id = run_id or config.run_id
-    if run_id is None or registry is None:
-        return run_grid(config, **kwargs)
-    kind = kind_of(run_id)
-    if kind not in ("evaluation", "diagnostic"):
+    kind = kind_of(run_id) if run_id else None
+    if run_id is None or kind not in ("evaluation", "diagnostic"):
         raise RegistryError(
             f"a grid run is an evaluation (E<NN>-<suffix>) or a diagnostic (D<NN>), not {run_id!r}"
         )
     ensure_injection_model(registry, config.injection_model)
-    info = kwargs["scorer"].model_info(kwargs.get("model", ""))[0]
-    with recorded_run(
-        registry,
-        run_id,
-        kind=kind,
-        results_dir=kwargs["out"],
-        config={"grid": config.model_dump(mode="json"), "definition": config.definition()},
-        parents=[(info.model_id, "checkpoint"), (config.injection_model, "injection_model")],
-        description=config.description or f"selection-function grid {config.name}",
-    ):
+    info = scorer.model_info(model)[0]
+    return {
+        "run_id": run_id,
+        "kind": kind,
+        "config": {"grid": config.model_dump(mode="json"), "definition": config.definition()},
+        "parents": [(info.model_id, "checkpoint"), (config.injection_model, "injection_model")],
+        "description": config.description or f"selection-function grid {config.name}",
+    }
+
+
+def run_recorded(
+    config: GridConfig, *, registry: Any = None, run_id: str | None = None, **kwargs: Any
+) -> GridResult:
+    """run_grid, recorded in the registry as ``run_id`` (see record_details)."""
+    from lenscal.registry.runs import recorded_run
+
+    if (run_id or config.run_id) is None or registry is None:
+        return run_grid(config, **kwargs)
+    details = record_details(config, kwargs["scorer"], kwargs.get("model", ""), registry, run_id)
+    with recorded_run(registry, details.pop("run_id"), results_dir=kwargs["out"], **details):
         return run_grid(config, **kwargs)

@@ -1,0 +1,96 @@
+"""What every flow shares: results directories by the team's naming convention (reused by a
+rerun of the same run), retries on transient service errors, Prefect artifacts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lenscal.errors import NotReadyError, OverloadedError
+from lenscal.registry.ids import results_dir_name
+
+#: Prefect task retries for service outages longer than the clients' own retry budget.
+TASK_RETRIES = 4
+TASK_RETRY_DELAYS = [5.0, 15.0, 45.0, 90.0]
+TRANSIENT = (NotReadyError, OverloadedError, ConnectionError, TimeoutError)
+
+
+def transient(_task: Any, _task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry only what a service outage or overload explains
+    (UNAVAILABLE, RESOURCE_EXHAUSTED, deadlines); never a bad request or a bug."""
+    try:
+        state.result()
+    except TRANSIENT:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def describe_slug(text: str, fallback: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    slug = "_".join(slug.split("_")[:6])
+    return slug or fallback
+
+
+def results_directory(
+    root: str | Path, run_id: str, description: str, same_run: Callable[[Path], bool] | None = None
+) -> Path:
+    """``<root>/<RunID>_<YYYYMMDD>_<description>``; the newest existing directory of this
+    run ID whose run ``same_run`` recognises is reused (a rerun resumes or reuses it)."""
+    root = Path(root)
+    slug = describe_slug(description, "run")
+    if root.is_dir() and same_run is not None:
+        earlier = sorted(root.glob(f"{run_id}_*_{slug}"), reverse=True)
+        for candidate in earlier:
+            if candidate.is_dir() and same_run(candidate):
+                return candidate
+    name = results_dir_name(run_id, dt.date.today(), slug)
+    path, n = root / name, 2
+    while path.exists() and not (same_run and same_run(path)):
+        path, n = root / f"{name}_{n}", n + 1
+    return path
+
+
+def json_field(path: Path, key: str) -> Any:
+    try:
+        return json.loads(path.read_text()).get(key)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def publish(out: Path, title: str, headline: list[str], figures: list[Path], key: str) -> None:
+    """A markdown artifact (the decisive numbers, where the results are) and the key PNGs
+    linked from it. Artifact keys: lowercase letters, digits and dashes."""
+    from prefect.artifacts import create_markdown_artifact
+
+    lines = [f"# {title}", "", *[f"- {h}" for h in headline], "", f"Results: `{out}`"]
+    if figures:
+        lines += ["", "Figures:", *[f"- `{f}`" for f in figures]]
+    create_markdown_artifact(markdown="\n".join(lines), key=artifact_key(key), description=title)
+
+
+def artifact_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:100] or "lenscal"
+
+
+class Progress:
+    """A Prefect progress artifact for a run's steps (0-100%)."""
+
+    def __init__(self, total: int, description: str) -> None:
+        from prefect.artifacts import create_progress_artifact
+
+        self.total, self.done = max(total, 1), 0
+        self.id: Any = create_progress_artifact(progress=0.0, description=description)
+
+    def advance(self, n: int = 1) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        self.done += n
+        update_progress_artifact(
+            artifact_id=self.id, progress=100.0 * min(self.done, self.total) / self.total
+        )

@@ -1,0 +1,133 @@
+"""Flow ``selection-grid``: a grid (configs/grids) through the services, its chunks fanned
+out over a task runner (threads, or a Dask cluster), each chunk committed as it is scored;
+a run killed and started again resumes from the committed chunks (no injection lost or
+scored twice). Recorded in the registry when given an evaluation or diagnostic run ID."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from lenscal.data.shards import ShardReader
+from lenscal.registry.runs import recorded_run
+from lenscal.registry.store import Registry
+from lenscal.selection.config import GridConfig, load_grid
+from lenscal.selection.runner import CHUNK, finish_grid, prepare_grid, record_details, score_chunks
+from lenscal_flows.common import TASK_RETRIES, TASK_RETRY_DELAYS, publish, transient
+from lenscal_flows.fanout import groups, task_runner
+from lenscal_flows.services import Endpoints, clients, service_endpoints
+from lenscal_flows.settings import load_settings
+
+DEMO_PER_CELL = 4
+
+
+@task(
+    name="grid-chunks",
+    cache_policy=NO_CACHE,
+    retries=TASK_RETRIES,
+    retry_delay_seconds=TASK_RETRY_DELAYS,
+    retry_condition_fn=transient,
+)
+def score_group(
+    config: GridConfig, shards: str, out: str, endpoints: Endpoints, chunk_ids: list[int], chunk_size: int
+) -> int:
+    """Inject and score these chunks (those already committed are skipped)."""
+    with clients(endpoints) as (scorer, injector):
+        run = prepare_grid(
+            config,
+            hosts=ShardReader(shards),
+            scorer=scorer,
+            out=out,
+            model=endpoints.model,
+            chunk_size=chunk_size,
+        )
+        timings = score_chunks(run, scorer, injector, chunk_ids=chunk_ids, progress=False)
+    return int(timings["injections_scored"])
+
+
+@flow(name="grid-fan-out")
+def fan_out(
+    config: GridConfig,
+    shards: str,
+    out: str,
+    endpoints: Endpoints,
+    chunk_groups: list[list[int]],
+    chunk_size: int,
+) -> int:
+    futures = [score_group.submit(config, shards, out, endpoints, g, chunk_size) for g in chunk_groups]
+    return sum(f.result() for f in futures)
+
+
+@flow(name="selection-grid", log_prints=True, persist_result=True)
+def selection_grid_flow(
+    grid: str,
+    preset: str = "full",
+    per_cell: int | None = None,
+    seed: int | None = None,
+    hosts: str | None = None,
+    model: str | None = None,
+    out: str | None = None,
+    run_id: str | None = None,
+    workers: int = 2,
+    dask_address: str | None = None,
+    chunk_size: int = CHUNK,
+    force_fpr: bool = False,
+    restart: bool = False,
+) -> str:
+    """A selection-function grid at a preset (full: the grid's own counts; demo: 4 per cell)."""
+    logger = get_run_logger()
+    if preset not in ("full", "demo"):
+        raise ValueError(f"preset: {preset!r} is not full or demo")
+    settings = load_settings()
+    config = load_grid(grid, per_cell=per_cell or (DEMO_PER_CELL if preset == "demo" else None), seed=seed)
+    shards = settings.need("hosts", hosts)
+    with service_endpoints(settings, model) as endpoints, clients(endpoints) as (scorer, _):
+        reader = ShardReader(shards)
+        target = Path(out) if out else Path(settings.results) / "grids" / f"{config.name}_{preset}"
+        run = prepare_grid(
+            config,
+            hosts=reader,
+            scorer=scorer,
+            out=target,
+            model=endpoints.model,
+            chunk_size=chunk_size,
+            restart=restart,
+        )
+        pending = run.pending()
+        logger.info(
+            "grid %s: %d injections in %d chunks, %d to score -> %s",
+            config.name,
+            len(run.plan.injections),
+            len(run.chunks),
+            len(pending),
+            target,
+        )
+        registry = Registry() if (run_id or config.run_id) else None
+        details = record_details(config, scorer, endpoints.model, registry, run_id) if registry else None
+        context = (
+            recorded_run(registry, details.pop("run_id"), results_dir=target, **details) if details else None
+        )
+        with context if context is not None else _null():
+            if pending:
+                runner = task_runner(workers, dask_address)
+                fan_out.with_options(task_runner=runner)(
+                    config, shards, str(target), endpoints, groups(pending, workers), chunk_size
+                )
+            result = finish_grid(run, scorer, force_fpr=force_fpr)
+    headline = [
+        f"{label}: {v['k']}/{v['n']}" + ("" if v["value"] is None else f" = {v['value']:.2%}")
+        for label, v in result.metrics["completeness"].items()
+    ]
+    figures = [target / "completeness_heatmaps.png", target / "completeness_vs_theta_e.png"]
+    publish(target, f"grid {config.name} ({preset})", headline, figures, key=f"grid-{config.name}")
+    logger.info("%s", "; ".join(headline))
+    return str(target)
+
+
+def _null() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()

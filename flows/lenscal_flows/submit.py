@@ -1,0 +1,80 @@
+"""Submitting a deployment run and following it to its end (state changes and the flow's
+log lines), for `lenscal run` and `make demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+from lenscal_flows.deployments import POOL
+
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def worker_online(pool: str = POOL) -> bool:
+    from prefect.client.orchestration import get_client
+
+    async def check() -> bool:
+        async with get_client() as client:
+            try:
+                workers = await client.read_workers_for_work_pool(pool)
+            except Exception:  # the pool does not exist yet
+                return False
+        return any(str(getattr(w.status, "value", w.status)).upper() == "ONLINE" for w in workers)
+
+    return asyncio.run(check())
+
+
+def submit(full_name: str, parameters: dict[str, Any]) -> Any:
+    from prefect.deployments import run_deployment
+
+    return run_deployment(full_name, parameters=parameters, timeout=0)
+
+
+def watch(
+    flow_run_id: Any, *, echo: Any = print, poll_s: float = 2.0, timeout_s: float | None = None
+) -> tuple[str, Any]:
+    """Follow a flow run to a final state; returns (state type, the flow's return value)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+
+    async def follow() -> tuple[str, Any]:
+        seen_state, seen_logs = None, 0
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        async with get_client() as client:
+            while True:
+                run = await client.read_flow_run(flow_run_id)
+                logs = await client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                    sort=LogSort.TIMESTAMP_ASC,
+                    offset=seen_logs,
+                )
+                for entry in logs:  # first lines only: a traceback is in the run's log, and below
+                    echo(f"  | {entry.message.splitlines()[0] if entry.message else ''}")
+                seen_logs += len(logs)
+                state = run.state.type.value if run.state else "PENDING"
+                if state != seen_state:
+                    echo(f"{run.name}: {run.state.name if run.state else state}")
+                    seen_state = state
+                if state in FINAL:
+                    result = None
+                    if state == "COMPLETED" and run.state is not None:
+                        try:
+                            result = await run.state.aresult(raise_on_failure=False)
+                        except Exception:
+                            result = None
+                    elif run.state is not None and run.state.message:
+                        echo(f"{run.name}: {run.state.message}")
+                    return state, result
+                if deadline is not None and time.monotonic() > deadline:
+                    return "TIMEOUT", None
+                await asyncio.sleep(poll_s)
+
+    return asyncio.run(follow())
+
+
+def echo_err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,462 @@
+"""Prefect flows and deployments against real Prefect server processes, real lenscal
+services and (for fan-out) a real local Dask cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from .conftest import LENSCAL
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A mock survey in shards, an (untrained) 195K-style ResNet bundle with its ONNX, a
+    flows settings file pointing at them, a registry and a results root, all under one home."""
+    from lenscal.data.ingest import ingest
+    from lenscal.mock import make_mock_survey
+    from lenscal.models import create_model
+    from lenscal.models.bundle import export_onnx, save_bundle
+    from lenscal.preprocess import PreprocessSpec
+
+    root = tmp_path_factory.mktemp("flows")
+    survey = make_mock_survey(root / "mock", n=300, seed=4, positive_fraction=0.2, progress=False)
+    ingest(survey.manifest, root / "shards", dtype="float16", progress=False)
+    torch.manual_seed(5)
+    bundle = save_bundle(
+        root / "resnet-gen9",
+        create_model("bottlenecked_resnet", base_ch=8),
+        arch="bottlenecked_resnet",
+        arch_kwargs={"base_ch": 8},
+        spec=PreprocessSpec(),
+        run_id="resnet-gen9",
+    )
+    export_onnx(bundle)
+    settings = root / "flows.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {
+                "hosts": str(root / "shards"),
+                "model": str(bundle),
+                "results": str(root / "results"),
+                "device": "cpu",
+            }
+        )
+    )
+    return {
+        "root": root,
+        "bundle": bundle,
+        "settings": settings,
+        "shards": root / "shards",
+        "registry": root / "registry.sqlite",
+        "home": root / "home",
+    }
+
+
+def _env(world: dict[str, Path], **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LENSCAL_HOME": str(world["home"]),
+        "LENSCAL_FLOWS_CONFIG": str(world["settings"]),
+        "LENSCAL_REGISTRY_URL": f"sqlite:///{world['registry']}",
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        **extra,
+    }
+
+
+@pytest.fixture()
+def flow_env(world: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    for key, value in _env(world).items():
+        if key.startswith(("LENSCAL_", "PREFECT_WORKER")):
+            monkeypatch.setenv(key, value)
+    return world
+
+
+@pytest.fixture(scope="module")
+def server(world: dict[str, Path]) -> Iterator[str]:
+    """A real Prefect server (SQLite) on 127.0.0.1 and a `lenscal worker` polling it."""
+    from lenscal_flows.local import prefect_server
+
+    saved = {
+        k: os.environ.get(k)
+        for k in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE")
+    }
+    with prefect_server(home=world["root"] / "prefect") as url:
+        deployed = subprocess.run(
+            [*LENSCAL, "deploy"],
+            env=_env(world, PREFECT_API_URL=url),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert deployed.returncode == 0 and "diagnostic/D05" in deployed.stdout, deployed.stderr
+        worker = subprocess.Popen(
+            [*LENSCAL, "worker"],
+            env=_env(world, PREFECT_API_URL=url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            yield url
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(timeout=60)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+# --- lenscal run: resolution and validation (no server needed) ---------------------------------
+
+
+def test_lenscal_run_refuses_an_unknown_id_and_a_bad_parameter(flow_env: dict[str, Path]) -> None:
+    unknown = subprocess.run([*LENSCAL, "run", "D42"], capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and "no deployment 'D42'" in unknown.stderr and "D05" in unknown.stderr
+    typo = subprocess.run(
+        [*LENSCAL, "run", "D05", "--param", "prest=demo"], capture_output=True, text=True, timeout=120
+    )
+    assert typo.returncode == 2 and "unknown parameter(s) ['prest']" in typo.stderr
+    preset = subprocess.run(
+        [*LENSCAL, "run", "D05", "--param", "preset=huge"], capture_output=True, text=True, timeout=120
+    )
+    assert preset.returncode == 2 and "unknown preset 'huge'" in preset.stderr
+    typed = subprocess.run(
+        [*LENSCAL, "run", "selection-grid/mock_demo", "--param", "per_cell=many"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert typed.returncode == 2 and "per_cell" in typed.stderr
+
+
+def test_every_config_is_a_deployment_named_after_its_id() -> None:
+    from lenscal_flows.deployments import all_deployments, find
+
+    names = {d.full_name for d in all_deployments()}
+    assert {f"diagnostic/D0{i}" for i in range(1, 7)} <= names
+    assert {
+        "evaluate/E04-eval",
+        "evaluate/E04-IM1",
+        "evaluate/E04-IM2",
+        "train/gen5a",
+        "train/resnet-gen1",
+        "train/paperIV_resnet18",
+        "selection-grid/d05",
+        "score-survey/survey",
+    } <= names
+    assert find("D05").full_name == "diagnostic/D05" and find("E04-IM1").flow_name == "evaluate"
+
+
+def test_transient_errors_are_retried_and_others_are_not() -> None:
+    from prefect.states import Failed
+
+    from lenscal.errors import NotReadyError, OverloadedError, RequestError
+    from lenscal_flows.common import transient
+
+    for error, retried in (
+        (NotReadyError("x"), True),
+        (OverloadedError("x", 1.0), True),
+        (TimeoutError("x"), True),
+        (RequestError("batch", "bad"), False),
+        (ValueError("bug"), False),
+    ):
+        assert transient(None, None, Failed(data=error)) is retried
+
+
+# --- flows in a test harness: artifacts, naming, registry, Dask fan-out -------------------------
+
+
+@pytest.mark.slow
+def test_flows_in_the_test_harness_with_a_dask_cluster(flow_env: dict[str, Path], tmp_path: Path) -> None:
+    from dask.distributed import LocalCluster
+    from prefect.testing.utilities import prefect_test_harness
+
+    from lenscal.registry.store import Registry
+    from lenscal_flows.diagnostic import diagnostic_flow
+    from lenscal_flows.grid import selection_grid_flow
+
+    definition = tmp_path / "D77.yaml"
+    definition.write_text(
+        "id: D77\ndescription: harness\nsteps:\n  - {name: leakage, check: healpix_leakage}\n"
+        "  - {name: recall, check: tier_recall, params: {force_fpr: true}}\n"
+    )
+    with prefect_test_harness(server_startup_timeout=240):
+        out = Path(diagnostic_flow(definition=str(definition)))
+        assert out.name.startswith("D77_") and out.name.endswith("_full") and (out / "report.md").is_file()
+        record = Registry().get("D77")
+        assert record.status == "Complete" and record.metrics["leakage.leaked_pixels"] == 0
+        again = Path(diagnostic_flow(definition=str(definition)))
+        assert again == out  # the same run: its directory is reused, its steps too
+
+        threads = Path(
+            selection_grid_flow(
+                grid="mock_demo",
+                per_cell=3,
+                out=str(tmp_path / "threads"),
+                chunk_size=8,
+                workers=2,
+                force_fpr=True,
+            )
+        )
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
+            dask = Path(
+                selection_grid_flow(
+                    grid="mock_demo",
+                    per_cell=3,
+                    out=str(tmp_path / "dask"),
+                    chunk_size=8,
+                    dask_address=cluster.scheduler_address,
+                    force_fpr=True,
+                )
+            )
+    a, b = pd.read_parquet(threads / "injections.parquet"), pd.read_parquet(dask / "injections.parquet")
+    assert len(a) == 27 * 3 and a["number"].is_unique
+    pd.testing.assert_frame_equal(
+        a.drop(columns=["logit", "probability"]), b.drop(columns=["logit", "probability"])
+    )
+    assert (a["logit"] - b["logit"]).abs().max() < 1e-3  # float16 on the wire both times
+
+
+# --- deployments on a real server through the CLI ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_prefect_deployment_run_d05_watch_completes(server: str, world: dict[str, Path]) -> None:
+    env = _env(world, PREFECT_API_URL=server)
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "prefect"),
+            "deployment",
+            "run",
+            "diagnostic/D05",
+            "--params",
+            json.dumps({"preset": "demo"}),
+            "--watch",
+            "--watch-timeout",
+            "600",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=700,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Completed" in run.stdout
+    results = sorted((world["root"] / "results").glob("D05_*_demo"))
+    assert (
+        results
+        and (results[-1] / "report.md").is_file()
+        and (results[-1] / "bright_arc" / "bright_arc.png").is_file()
+    )
+    from lenscal.registry.store import Registry
+
+    record = Registry(f"sqlite:///{world['registry']}").get("D05")
+    assert record.status == "Complete" and record.metrics["grid_no_poisson.completeness.p>=0.5.n"] == 27 * 4
+    metrics = json.loads((results[-1] / "metrics.json").read_text())
+    assert metrics["bright_arc"]["gain_1e12.vs_baseline.p>=0.5.identical"] is True
+
+    # The bare registry ID through `lenscal run`: exit code 0 on Completed (the run reuses every step).
+    bare = subprocess.run(
+        [*LENSCAL, "run", "D05", "--param", "preset=demo", "--watch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert bare.returncode == 0, bare.stdout[-3000:] + bare.stderr[-3000:]
+    assert str(results[-1]) in bare.stdout
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_flow_mid_grid_then_rerun_scores_every_injection_once(
+    server: str, world: dict[str, Path], tmp_path: Path
+) -> None:
+    env = _env(world, PREFECT_API_URL=server)
+    out = tmp_path / "grid"
+    code = (
+        "from lenscal_flows.grid import selection_grid_flow; "
+        f"selection_grid_flow(grid='mock_demo', per_cell=12, chunk_size=4, workers=1, out={str(out)!r}, "
+        "force_fpr=True)"
+    )
+    flow = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and flow.poll() is None:
+        if len(list((out / "parts").glob("part-*.parquet"))) >= 10:
+            break
+        time.sleep(0.1)
+    flow.send_signal(signal.SIGKILL)
+    flow.wait()
+    assert 10 <= len(list((out / "parts").glob("part-*.parquet"))) < 81, "the kill should land mid-grid"
+    time.sleep(3)  # the services it started notice and stop
+    orphans = subprocess.run(
+        ["pgrep", "-f", f"LENSCAL_EXIT_WITH_PID={flow.pid}"], capture_output=True, text=True
+    )
+    assert orphans.stdout == ""
+    leftover = [
+        p
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _environ_has(p, f"LENSCAL_EXIT_WITH_PID={flow.pid}")
+    ]
+    assert not leftover, f"services outlived the killed flow: {leftover}"
+    rerun = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    table = pd.read_parquet(out / "injections.parquet")
+    assert len(table) == 27 * 12 and table["number"].is_unique
+
+
+def _environ_has(proc: Path, entry: str) -> bool:
+    try:
+        return entry.encode() in (proc / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_scorer_killed_mid_run_is_retried_until_it_is_back(
+    server: str, world: dict[str, Path], tmp_path: Path
+) -> None:
+    from lenscal.rpc.launch import running_service
+
+    port = _free_port()
+    with running_service("injector") as (injector_at, _):
+        env = _env(
+            world,
+            PREFECT_API_URL=server,
+            LENSCAL_SCORER_ENDPOINTS=f"127.0.0.1:{port}",
+            LENSCAL_INJECTOR_ENDPOINT=injector_at,
+        )
+        out = tmp_path / "grid"
+        code = (
+            "from lenscal_flows.grid import selection_grid_flow; "
+            f"selection_grid_flow(grid='mock_demo', per_cell=12, chunk_size=4, workers=1, out={str(out)!r}, "
+            "force_fpr=True)"
+        )
+        with running_service("scorer", "--model", str(world["bundle"]), port=port) as (_, scorer):
+            flow = subprocess.Popen(
+                [sys.executable, "-c", code],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and len(list((out / "parts").glob("part-*.parquet"))) < 8:
+                time.sleep(0.1)
+            scorer.send_signal(signal.SIGKILL)
+        time.sleep(8)  # longer than the client's own retries: the task fails and Prefect retries it
+        with running_service("scorer", "--model", str(world["bundle"]), port=port):
+            output, _ = flow.communicate(timeout=600)
+    assert flow.returncode == 0, output[-4000:]
+    assert "Retry" in output or "retry" in output
+    table = pd.read_parquet(out / "injections.parquet")
+    assert len(table) == 27 * 12 and table["number"].is_unique
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def two_postgres_databases() -> Iterator[tuple[str, str]]:
+    psycopg = pytest.importorskip("psycopg")
+    admin = "postgresql://127.0.0.1:5432/test"
+    try:
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL reachable at {admin}: {exc}")
+    import uuid
+
+    names = [f"lenscal_{what}_{uuid.uuid4().hex[:8]}" for what in ("prefect", "registry")]
+    for name in names:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield (f"postgresql+asyncpg://127.0.0.1:5432/{names[0]}", f"postgresql://127.0.0.1:5432/{names[1]}")
+    finally:
+        for name in names:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.close()
+
+
+@pytest.mark.slow
+def test_team_mode_prefect_and_registry_on_postgresql(
+    world: dict[str, Path], tmp_path: Path, two_postgres_databases: tuple[str, str]
+) -> None:
+    """Prefect's database and the registry on PostgreSQL: a server on it, a grid run through
+    `lenscal run` (which starts a worker, none being online), the record in the registry."""
+    from lenscal.registry.store import Registry
+    from lenscal_flows.local import prefect_server
+
+    prefect_db, registry_db = two_postgres_databases
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "PREFECT_API_URL",
+            "PREFECT_HOME",
+            "PREFECT_API_DATABASE_CONNECTION_URL",
+            "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE",
+        )
+    }
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = prefect_db
+    try:
+        with prefect_server(home=tmp_path / "prefect") as url:
+            env = _env(
+                world,
+                PREFECT_API_URL=url,
+                LENSCAL_REGISTRY_URL=registry_db,
+                PREFECT_API_DATABASE_CONNECTION_URL=prefect_db,
+            )
+            run = subprocess.run(
+                [
+                    *LENSCAL,
+                    "run",
+                    "selection-grid/mock_demo",
+                    "--param",
+                    "per_cell=2",
+                    "--param",
+                    "run_id=E93-pg",
+                    "--param",
+                    "force_fpr=true",
+                    "--param",
+                    f"out={tmp_path / 'grid'}",
+                    "--watch",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    record = Registry(registry_db).get("E93-pg")
+    assert record.status == "Complete" and record.metrics["completeness.p>=0.5.n"] == 27 * 2
+    assert {p["role"] for p in record.parents} >= {"injection_model"}
