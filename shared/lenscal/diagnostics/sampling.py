@@ -15,7 +15,7 @@ from lenscal.injection.api import InjectResult, RenderOptions
 from lenscal.injection.hosts import host_pool, host_psf_fwhm
 from lenscal.injection.priors import InjectionPrior, sample_params
 from lenscal.preprocess import PreprocessOverride
-from lenscal.progress import progress_bar
+from lenscal.scoring import rows as scoring
 from lenscal.scoring.api import ScoreResult
 from lenscal.selection.tables import with_intervals
 
@@ -80,42 +80,25 @@ def score_rows(
     embeddings: bool = False,
     label: str = "score",
 ) -> ScoreResult:
-    """Score shard rows through the scorer in chunks (raw cutouts: the model's own spec)."""
-    parts: list[ScoreResult] = []
-    with progress_bar(len(rows), label, enabled=ctx.progress) as advance:
-        for start in range(0, len(rows), ctx.chunk):
-            block = rows[start : start + ctx.chunk]
-            parts.append(
-                ctx.scorer.score(
-                    ctx.hosts.read(block), model=ctx.model, override=override, return_embeddings=embeddings
-                )
-            )
-            advance(len(block))
-    return concat_scores(parts)
+    """Score shard rows through the context's scorer (raw cutouts: the model's own spec)."""
+    return scoring.score_rows(
+        ctx.scorer,
+        ctx.hosts,
+        rows,
+        model=ctx.model,
+        override=override,
+        embeddings=embeddings,
+        read_rows=ctx.chunk,
+        label=label,
+        progress=ctx.progress,
+    )
 
 
 def score_images(
     ctx: Context, images: np.ndarray, *, override: PreprocessOverride | None = None, embeddings: bool = False
 ) -> ScoreResult:
-    parts = [
-        ctx.scorer.score(
-            images[s : s + ctx.chunk], model=ctx.model, override=override, return_embeddings=embeddings
-        )
-        for s in range(0, len(images), ctx.chunk)
-    ]
-    return concat_scores(parts)
-
-
-def concat_scores(parts: list[ScoreResult]) -> ScoreResult:
-    if not parts:
-        raise DiagnosticError("nothing to score")
-    embeddings = [p.embeddings for p in parts]
-    return ScoreResult(
-        logits=np.concatenate([p.logits for p in parts]),
-        probabilities=np.concatenate([p.probabilities for p in parts]),
-        embeddings=None if any(e is None for e in embeddings) else np.concatenate(embeddings),  # type: ignore[arg-type]
-        model_id=parts[0].model_id,
-        spec=parts[0].spec,
+    return scoring.score_arrays(
+        ctx.scorer, images, model=ctx.model, override=override, embeddings=embeddings, read_rows=ctx.chunk
     )
 
 

@@ -16,8 +16,8 @@ from lenscal.errors import LenscalError
 from lenscal.fsutil import atomic_write_text
 from lenscal.models.predict import sigmoid
 from lenscal.plotting import pyplot, save_figure
-from lenscal.progress import progress_bar
 from lenscal.scoring.api import Scorer
+from lenscal.scoring.rows import score_rows
 from lenscal.stats.metrics import reliability_curve, roc_curve
 from lenscal.stats.summary import classifier_summary
 
@@ -50,12 +50,10 @@ def evaluate(
     if rows.size == 0:
         raise LenscalError(f"{reader.directory}: no rows with split == {split!r}")
     info = scorer.model_info(model)[0]
-    logits = np.empty(rows.size, dtype=np.float32)
-    with progress_bar(rows.size, f"evaluate {split}", enabled=progress) as advance:
-        for start in range(0, rows.size, chunk):
-            block = rows[start : start + chunk]
-            result = scorer.score(reader.read(block, dtype=None), model=info.name, progress=advance)
-            logits[start : start + block.size] = result.logits
+    scored = score_rows(
+        scorer, reader, rows, model=info.name, read_rows=chunk, label=f"evaluate {split}", progress=progress
+    )
+    logits = scored.logits.astype(np.float32)
     probabilities = sigmoid(logits)
     labels = table[label_col].to_numpy()[rows].astype(bool)
     tiers = tier_codes(table["tier"] if "tier" in table.columns else None, len(table))[rows]

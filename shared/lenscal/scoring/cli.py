@@ -49,13 +49,14 @@ def score_command(
     from lenscal.backends import open_scorer
     from lenscal.data.ingest import open_reader
     from lenscal.fsutil import atomic_path
-    from lenscal.progress import progress_bar
     from lenscal.rpc.auth import read_token
+    from lenscal.scoring.rows import score_rows
+    from lenscal.scoring.survey import survey_rows
 
     interactive = sys.stderr.isatty()
     reader = open_reader(shards=shards, manifest=manifest, progress=interactive)
     table = reader.manifest()
-    rows = np.arange(len(reader)) if split is None else np.flatnonzero(table["split"].to_numpy() == split)
+    rows = survey_rows(reader, split)
     if endpoint:
         scorer = open_scorer(
             endpoints=endpoint,
@@ -71,20 +72,16 @@ def score_command(
             raise typer.BadParameter("give --endpoint (scorer replicas) or --model BUNDLE (in-process)")
         scorer = open_scorer(model=model, device=device)
         served_model, where = "", model
-    logits, probabilities = [], []
-    with scorer, progress_bar(rows.size, "score", enabled=interactive) as advance:
+    logits, probabilities = np.empty(0, np.float32), np.empty(0)
+    with scorer:
         scorer.wait_ready()
-        for start in range(0, rows.size, chunk):
-            block = rows[start : start + chunk]
-            result = scorer.score(reader.read(block, dtype=None), model=served_model, progress=advance)
-            logits.append(result.logits)
-            probabilities.append(result.probabilities)
+        if rows.size:
+            result = score_rows(
+                scorer, reader, rows, model=served_model, read_rows=chunk, progress=interactive
+            )
+            logits, probabilities = result.logits, result.probabilities
     frame = pd.DataFrame(
-        {
-            "galaxy_id": table["galaxy_id"].to_numpy()[rows],
-            "logit": np.concatenate(logits) if logits else [],
-            "probability": np.concatenate(probabilities) if probabilities else [],
-        }
+        {"galaxy_id": table["galaxy_id"].to_numpy()[rows], "logit": logits, "probability": probabilities}
     )
     with atomic_path(out) as tmp:
         frame.to_parquet(tmp, index=False)

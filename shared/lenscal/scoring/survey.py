@@ -18,6 +18,7 @@ from lenscal.errors import LenscalError
 from lenscal.fsutil import atomic_path, atomic_write_text
 from lenscal.progress import progress_bar
 from lenscal.scoring.api import Scorer
+from lenscal.scoring.rows import score_rows
 
 PART_ROWS = 65_536
 
@@ -65,18 +66,15 @@ def score_parts(
     with progress_bar(total, "score", enabled=progress) as advance:
         for k in todo:
             block = rows[k * part_rows : (k + 1) * part_rows]
-            logits, probabilities = [], []
-            for start in range(0, block.size, read_rows):
-                piece = block[start : start + read_rows]
-                result = scorer.score(reader.read(piece, dtype=None), model=model, progress=advance)
-                logits.append(result.logits)
-                probabilities.append(result.probabilities)
+            result = score_rows(
+                scorer, reader, block, model=model, read_rows=read_rows, label=None, advance=advance
+            )
             frame = pd.DataFrame(
                 {
                     "galaxy_id": ids[block],
                     "row": block,
-                    "logit": np.concatenate(logits) if logits else np.empty(0, np.float32),
-                    "probability": np.concatenate(probabilities) if probabilities else np.empty(0),
+                    "logit": result.logits,
+                    "probability": result.probabilities,
                 }
             )
             with atomic_path(_part(out, k)) as tmp:

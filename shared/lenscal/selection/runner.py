@@ -39,6 +39,7 @@ from lenscal.injection.priors import sample_params
 from lenscal.physics import ArcParams
 from lenscal.progress import progress_bar
 from lenscal.scoring.api import Scorer
+from lenscal.scoring.rows import score_rows
 from lenscal.selection.config import GridConfig, GridError, _sha256
 from lenscal.selection.plan import GridPlan, Injection, plan_grid
 from lenscal.selection.tables import bin_labels, counts, detection_thresholds, pooled
@@ -375,15 +376,19 @@ def _score_negatives(
         return pd.read_parquet(path)
     pool = host_pool(hosts.manifest().reset_index(drop=True), "IM1", config.split)
     rows = pool.index.to_numpy()
-    probabilities = np.empty(rows.size)
-    with progress_bar(rows.size, "negatives", enabled=progress) as advance:
-        for start in range(0, rows.size, 4096):
-            block = rows[start : start + 4096]
-            result = scorer.score(
-                hosts.read(block, dtype=None), model=model, override=config.preprocess_override
-            )
-            probabilities[start : start + block.size] = result.probabilities
-            advance(block.size)
+    probabilities = (
+        score_rows(
+            scorer,
+            hosts,
+            rows,
+            model=model,
+            override=config.preprocess_override,
+            label="negatives",
+            progress=progress,
+        ).probabilities
+        if rows.size
+        else np.empty(0)
+    )
     frame = pd.DataFrame(
         {"galaxy_id": pool["galaxy_id"].astype(str).to_numpy(), "probability": probabilities}
     )
