@@ -130,12 +130,10 @@ def test_clip_sweep_on_a_model_linear_in_one_pixel(tmp_path: Path, light_probe: 
 
 @pytest.fixture(scope="module")
 def mock_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lenscal.data.ingest import ingest
-    from lenscal.mock import make_mock_survey
+    from .worlds import mock_shards
 
     root = tmp_path_factory.mktemp("diag")
-    survey = make_mock_survey(root / "mock", n=400, seed=4, positive_fraction=0.1, progress=False)
-    ingest(survey.manifest, root / "shards", dtype="float16", progress=False)
+    mock_shards(root, n=400)
     return root
 
 
@@ -255,22 +253,12 @@ def test_a_bad_parameter_names_the_step_and_the_key(tmp_path: Path) -> None:
 def test_d05_demo_through_real_services_is_deterministic_and_recorded(
     mock_world: Path, tmp_path: Path
 ) -> None:
-    from lenscal.models import create_model
-    from lenscal.models.bundle import export_onnx, save_bundle
     from lenscal.registry.store import Registry
 
     from .servers import running_service
+    from .worlds import small_bundle
 
-    torch.manual_seed(5)
-    bundle = save_bundle(
-        tmp_path / "resnet-gen9",
-        create_model("bottlenecked_resnet", base_ch=8),
-        arch="bottlenecked_resnet",
-        arch_kwargs={"base_ch": 8},
-        spec=PreprocessSpec(),
-        run_id="resnet-gen9",
-    )
-    export_onnx(bundle)
+    bundle = small_bundle(tmp_path / "resnet-gen9")
     with (
         running_service("scorer", "--model", str(bundle)) as (scorer_at, _),
         running_service("injector") as (injector_at, _),
@@ -383,19 +371,9 @@ def test_split_balance_sees_a_shifted_observing_condition(tmp_path: Path) -> Non
 def test_d01_and_d06_demo_in_process(mock_world: Path, tmp_path: Path) -> None:
     """The checks D05 does not use (masks, annulus, beta_frac, UMAP, gain sweep, sensitivity)
     on the mock survey, recorded and resumable."""
-    from lenscal.models import create_model
-    from lenscal.models.bundle import export_onnx, save_bundle
+    from .worlds import small_bundle
 
-    torch.manual_seed(5)
-    bundle = save_bundle(
-        tmp_path / "resnet-gen9",
-        create_model("bottlenecked_resnet", base_ch=8),
-        arch="bottlenecked_resnet",
-        arch_kwargs={"base_ch": 8},
-        spec=PreprocessSpec(),
-        run_id="resnet-gen9",
-    )
-    export_onnx(bundle)
+    bundle = small_bundle(tmp_path / "resnet-gen9")
     for name in ("D01", "D06"):
         command = [
             *LENSCAL,

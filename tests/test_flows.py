@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 import yaml
 
 from .conftest import LENSCAL
@@ -26,25 +25,11 @@ pytestmark = pytest.mark.timeout(900)
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A mock survey in shards, an (untrained) 195K-style ResNet bundle with its ONNX, a
     flows settings file pointing at them, a registry and a results root, all under one home."""
-    from lenscal.data.ingest import ingest
-    from lenscal.mock import make_mock_survey
-    from lenscal.models import create_model
-    from lenscal.models.bundle import export_onnx, save_bundle
-    from lenscal.preprocess import PreprocessSpec
+    from .worlds import mock_shards, small_bundle
 
     root = tmp_path_factory.mktemp("flows")
-    survey = make_mock_survey(root / "mock", n=300, seed=4, positive_fraction=0.2, progress=False)
-    ingest(survey.manifest, root / "shards", dtype="float16", progress=False)
-    torch.manual_seed(5)
-    bundle = save_bundle(
-        root / "resnet-gen9",
-        create_model("bottlenecked_resnet", base_ch=8),
-        arch="bottlenecked_resnet",
-        arch_kwargs={"base_ch": 8},
-        spec=PreprocessSpec(),
-        run_id="resnet-gen9",
-    )
-    export_onnx(bundle)
+    mock_shards(root, n=300, positive_fraction=0.2)
+    bundle = small_bundle(root / "resnet-gen9")
     settings = root / "flows.yaml"
     settings.write_text(
         yaml.safe_dump(

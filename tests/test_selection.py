@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy.stats import beta
 
 from lenscal.errors import LenscalError
@@ -141,21 +140,13 @@ def test_fpr_thresholds_say_what_they_rest_on() -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lenscal.data.ingest import ingest
-    from lenscal.mock import make_mock_survey
-    from lenscal.models import create_model
-    from lenscal.models.bundle import export_onnx, save_bundle
     from lenscal.preprocess import PreprocessSpec
 
+    from .worlds import mock_shards, small_bundle
+
     root = tmp_path_factory.mktemp("grid")
-    survey = make_mock_survey(root / "mock", n=300, seed=4, positive_fraction=0.1, progress=False)
-    ingest(survey.manifest, root / "shards", dtype="float16", progress=False)
-    torch.manual_seed(5)
-    bundle = save_bundle(
-        root / "resnet-gen9", create_model("bottlenecked_resnet", base_ch=8), arch="bottlenecked_resnet",
-        arch_kwargs={"base_ch": 8}, spec=PreprocessSpec(clip_range=3.0), run_id="resnet-gen9",
-    )  # fmt: skip
-    export_onnx(bundle)
+    mock_shards(root, n=300)
+    small_bundle(root / "resnet-gen9", PreprocessSpec(clip_range=3.0))
     return root
 
 

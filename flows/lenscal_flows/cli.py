@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -59,7 +60,7 @@ def run_command(
         register(pool)
         need_worker = not configured or not worker_online(pool)
         worker = prefect_worker(pool) if need_worker else None
-        with worker if worker is not None else _nothing():
+        with worker if worker is not None else contextlib.nullcontext():
             run = submit(spec.full_name, given)
             typer.echo(f"{spec.full_name}: flow run {run.name} ({run.id}) on {url}")
             if not (watch or need_worker):
@@ -112,9 +113,3 @@ def demo_command(
     from lenscal_flows.demo import run_demo
 
     run_demo(out, n=n, seed=seed, echo=typer.echo)
-
-
-def _nothing() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()

@@ -5,6 +5,7 @@ scored twice). Recorded in the registry when given an evaluation or diagnostic r
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +106,12 @@ def selection_grid_flow(
             len(pending),
             target,
         )
-        registry = Registry() if (run_id or config.run_id) else None
-        details = record_details(config, scorer, endpoints.model, registry, run_id) if registry else None
-        context = (
-            recorded_run(registry, details.pop("run_id"), results_dir=target, **details) if details else None
-        )
-        with context if context is not None else _null():
+        recording: Any = contextlib.nullcontext()  # recorded only under a registry ID
+        if run_id or config.run_id:
+            registry = Registry()
+            details = record_details(config, scorer, endpoints.model, registry, run_id)
+            recording = recorded_run(registry, details.pop("run_id"), results_dir=target, **details)
+        with recording:
             if pending:
                 runner = task_runner(workers, dask_address)
                 fan_out.with_options(task_runner=runner)(
@@ -125,9 +126,3 @@ def selection_grid_flow(
     publish(target, f"grid {config.name} ({preset})", headline, figures, key=f"grid-{config.name}")
     logger.info("%s", "; ".join(headline))
     return str(target)
-
-
-def _null() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()

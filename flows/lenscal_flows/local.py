@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lenscal.errors import LenscalError
 from lenscal.home import lenscal_home
+from lenscal.rpc.launch import stop_process
 from lenscal_flows.deployments import POOL
 
 #: Two loaded cores take 23-43 s to answer /api/health (PLATFORM.md); allow far more.
@@ -93,7 +94,7 @@ def prefect_server(home: Path | None = None) -> Iterator[str]:
         # Later Prefect calls in this process (log and event flushing at exit) must not start
         # an ephemeral server of their own once this one is gone.
         os.environ["PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"] = "false"
-        _end(process)
+        stop_process(process, grace_s=40)
 
 
 @contextlib.contextmanager
@@ -107,14 +108,4 @@ def prefect_worker(pool: str = POOL, log: Path | None = None) -> Iterator[subpro
     try:
         yield process
     finally:
-        _end(process)
-
-
-def _end(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace_s=40)

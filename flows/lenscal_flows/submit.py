@@ -4,7 +4,6 @@ log lines), for `lenscal run` and `make demo`."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from typing import Any
 
@@ -74,7 +73,3 @@ def watch(
                 await asyncio.sleep(poll_s)
 
     return asyncio.run(follow())
-
-
-def echo_err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from lenscal.errors import LenscalError
-from lenscal.home import config_search_path, find_config
+from lenscal.home import locate_config
 from lenscal.registry.store import Registry
 from lenscal.training.config import load_config
 from lenscal.training.loop import check_training_id, train
@@ -53,10 +53,7 @@ def train_flow(
     logger = get_run_logger()
     if preset not in ("full", "demo"):
         raise ValueError(f"preset: {preset!r} is not full or demo")
-    path = find_config("train", config)
-    if path is None:
-        looked = ", ".join(str(p) for p in config_search_path("train"))
-        raise LenscalError(f"unknown training config {config!r}: not a file, and not in {looked}")
+    path = locate_config("train", config, what="training config", error=LenscalError)
     settings = load_settings()
     chosen = check_training_id(run_id or path.stem)
     target = Path(out_dir) if out_dir else Path(settings.results) / "runs" / chosen

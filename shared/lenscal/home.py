@@ -30,3 +30,29 @@ def find_config(kind: str, name_or_path: str | Path) -> Path | None:
     if path.is_file():
         return path
     return next((c for d in config_search_path(kind) if (c := d / f"{name_or_path}.yaml").is_file()), None)
+
+
+def locate_config(kind: str, name_or_path: str | Path, *, what: str, error: type[Exception]) -> Path:
+    """``find_config``, or ``error`` saying where it looked."""
+    path = find_config(kind, name_or_path)
+    if path is None:
+        looked = ", ".join(str(d) for d in config_search_path(kind))
+        raise error(f"unknown {what} {str(name_or_path)!r}: not a file, and not in {looked}")
+    return path
+
+
+def read_config(
+    kind: str, name_or_path: str | Path, *, what: str, error: type[Exception]
+) -> tuple[Path, dict]:
+    """A named (or given) YAML config of ``kind``: its path and its top-level mapping; a
+    missing, unreadable or non-mapping file is ``error`` naming it."""
+    import yaml
+
+    path = locate_config(kind, name_or_path, what=what, error=error)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"{path}: unreadable {what} ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise error(f"{path}: a {what} is a mapping of keys, not {type(raw).__name__}")
+    return path, raw

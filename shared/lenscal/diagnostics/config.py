@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.diagnostics.base import CheckParams, DiagnosticError, get_check
-from lenscal.home import config_search_path, find_config
+from lenscal.home import read_config
 from lenscal.validation import validated
 
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
@@ -97,14 +96,7 @@ class ResolvedStep:
 
 
 def load_diagnostic(name_or_path: str | Path) -> DiagnosticDefinition:
-    path = find_config("diagnostics", name_or_path)
-    if path is None:
-        looked = ", ".join(str(d) for d in config_search_path("diagnostics"))
-        raise DiagnosticError(f"unknown diagnostic {str(name_or_path)!r}: not a file, and not in {looked}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise DiagnosticError(f"{path}: unreadable diagnostic definition ({exc})") from exc
+    path, raw = read_config("diagnostics", name_or_path, what="diagnostic", error=DiagnosticError)
     definition = validated(DiagnosticDefinition, raw, error=DiagnosticError, source=str(path))
     resolve(definition, FULL, source=str(path))  # every check known, every parameter valid
     for preset in definition.presets:

@@ -32,8 +32,8 @@ def frechet(ctx: Context, params: FrechetParams, out: Path) -> Outcome:
     sets = load_sets(ctx.step_dir(params.embeddings, wanted_by="frechet"))
     rows = []
     for a, b in params.pairs:
-        if a not in sets or b not in sets:
-            needed(sets, a if a not in sets else b, "frechet")
+        for name in (a, b):
+            needed(sets, name, "frechet")
         rows.append(
             {
                 "a": a,

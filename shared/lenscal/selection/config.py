@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.errors import LenscalError
-from lenscal.home import config_search_path, find_config
+from lenscal.home import read_config
 from lenscal.injection.priors import InjectionPrior, get_prior
 from lenscal.preprocess import PreprocessOverride
 from lenscal.validation import validated
@@ -134,14 +133,7 @@ def cell_name(theta_e: float, psf: float, depth: float) -> str:
 def load_grid(name_or_path: str | Path, **overrides: Any) -> GridConfig:
     """A grid by file path or by name (``configs/grids/<name>.yaml`` in $LENSCAL_CONFIGS,
     ./configs or lenscal's source tree); ``overrides`` replace top-level keys."""
-    path = find_config("grids", name_or_path)
-    if path is None:
-        looked = ", ".join(str(d) for d in config_search_path("grids"))
-        raise GridError(f"unknown grid {str(name_or_path)!r}: not a file, and not in {looked}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise GridError(f"{path}: unreadable grid definition ({exc})") from exc
+    path, raw = read_config("grids", name_or_path, what="grid", error=GridError)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return validated(GridConfig, raw, error=GridError, source=str(path))
 

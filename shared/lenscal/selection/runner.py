@@ -127,14 +127,15 @@ def prepare_grid(
     }
     digest = _sha256(definition)
     _claim(out, digest, restart)
+    geometry = {**config.geometry(), "hosts_source": hosts.index.source_sha256}
     meta: dict[str, Any] = {
         "format": "lenscal-grid/1",
         "name": config.name,
         "description": config.description,
         "definition": definition,
         "definition_sha256": digest,
-        "geometry": {**config.geometry(), "hosts_source": hosts.index.source_sha256},
-        "geometry_sha256": _sha256({**config.geometry(), "hosts_source": hosts.index.source_sha256}),
+        "geometry": geometry,
+        "geometry_sha256": _sha256(geometry),
         "checkpoint": {
             "model": info.name,
             "model_id": info.model_id,
