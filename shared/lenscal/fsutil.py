@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,12 +18,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
 
     On an exception the temporary file is removed and ``path`` is left untouched.
-    The temporary name keeps the final suffix (``x.partial.npz``) so writers that
-    insist on a suffix (numpy, astropy) do not append another.
+    The temporary name keeps the final suffix (``.x.partial-<pid>-<thread>.npz``) so
+    writers that insist on a suffix (numpy, astropy) do not append another, and is unique
+    to the writer, so two writers of one file (workers of one run) never share it: the
+    last rename wins, whole.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}{TMP_SUFFIX}{final.suffix}")
+    writer = f"{os.getpid()}-{threading.get_ident()}"
+    tmp = final.with_name(f".{final.stem}{TMP_SUFFIX}-{writer}{final.suffix}")
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)

@@ -27,10 +27,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class StderrHandler(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when a record is emitted, not the one there
+    was at set-up: a test runner or an in-process CLI runner swaps stderr and closes its
+    copy afterwards, and a handler holding that copy would fail on every later record."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure_logging(*, verbose: bool = False, json_lines: bool = False, level: int | None = None) -> None:
     """Route log records to stderr: WARNING and up by default, INFO (and third-party
     chatter) with ``verbose``; ``json_lines`` for services."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(
         JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
     )

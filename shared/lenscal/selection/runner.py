@@ -154,9 +154,8 @@ def prepare_grid(
         "lenscal_version": __version__,
         "status": "running",
     }
-    previous = out / "meta.json"
-    if not previous.is_file() or json.loads(previous.read_text()).get("status") != "complete":
-        atomic_write_text(previous, json.dumps(meta, indent=1, default=str) + "\n")
+    if not (out / "meta.json").is_file():  # claimed once; workers preparing again leave it be
+        atomic_write_text(out / "meta.json", json.dumps(meta, indent=1, default=str) + "\n")
     return GridRun(config, hosts, out, plan, meta, info.name, chunk_size)
 
 
