@@ -175,6 +175,7 @@ def test_flows_in_the_test_harness_with_a_dask_cluster(flow_env: dict[str, Path]
     from lenscal.registry.store import Registry
     from lenscal_flows.diagnostic import diagnostic_flow
     from lenscal_flows.grid import selection_grid_flow
+    from lenscal_flows.survey import score_survey_flow
 
     definition = tmp_path / "D77.yaml"
     definition.write_text(
@@ -199,19 +200,39 @@ def test_flows_in_the_test_harness_with_a_dask_cluster(flow_env: dict[str, Path]
                 force_fpr=True,
             )
         )
-        with LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster:
-            dask = Path(
-                selection_grid_flow(
-                    grid="mock_demo",
-                    per_cell=3,
-                    out=str(tmp_path / "dask"),
-                    chunk_size=8,
-                    dask_address=cluster.scheduler_address,
-                    force_fpr=True,
+        # Dask's nanny writes OMP_NUM_THREADS=1 (and friends) into this process's environment
+        # for its workers and never takes it back: restored below, so later tests' child
+        # processes (a training subprocess) keep the default thread count.
+        environ = dict(os.environ)
+        try:
+            with LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster:
+                dask = Path(
+                    selection_grid_flow(
+                        grid="mock_demo",
+                        per_cell=3,
+                        out=str(tmp_path / "dask"),
+                        chunk_size=8,
+                        dask_address=cluster.scheduler_address,
+                        force_fpr=True,
+                    )
                 )
-            )
+        finally:
+            os.environ.clear()
+            os.environ.update(environ)
+
+        # score-survey: parts over two threads; a lost part is scored again, alone.
+        survey_dir = tmp_path / "survey"
+        scores = Path(score_survey_flow(out=str(survey_dir), preset="demo", workers=2))
+        first = pd.read_parquet(scores)
+        n_rows = len(pd.read_parquet(flow_env["shards"] / "manifest.parquet"))
+        assert len(first) == n_rows and first["row"].tolist() == list(range(n_rows))
+        (survey_dir / "parts" / "part-00001.parquet").unlink()
+        kept = (survey_dir / "parts" / "part-00000.parquet").stat().st_mtime_ns
+        again = pd.read_parquet(score_survey_flow(out=str(survey_dir), preset="demo", workers=2))
+        assert (survey_dir / "parts" / "part-00000.parquet").stat().st_mtime_ns == kept  # not redone
+        pd.testing.assert_frame_equal(first, again)
     a, b = pd.read_parquet(threads / "injections.parquet"), pd.read_parquet(dask / "injections.parquet")
     assert len(a) == 27 * 3 and a["number"].is_unique
     pd.testing.assert_frame_equal(

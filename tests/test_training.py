@@ -96,11 +96,16 @@ def test_tiny_run_learns_writes_bundle_and_records(survey: Path, tmp_path: Path)
 
 
 def test_resume_after_kill_matches_uninterrupted(survey: Path, tmp_path: Path) -> None:
-    straight = config_from_dict(tiny_config(survey, tmp_path / "straight", epochs=4))
-    train(straight)
-    config_file = tmp_path / "killed.yaml"
-    config_file.write_text(yaml.safe_dump(tiny_config(survey, tmp_path / "killed", epochs=4)))
-    command = [sys.executable, "-m", "lenscal.cli", "train", "--config", str(config_file), "--no-registry"]
+    # Both runs in child processes of the same environment: CPU float sums depend on the
+    # thread count, which this process may have fixed differently (Dask sets OMP_NUM_THREADS).
+    def command_for(name: str) -> list[str]:
+        config_file = tmp_path / f"{name}.yaml"
+        config_file.write_text(yaml.safe_dump(tiny_config(survey, tmp_path / name, epochs=4)))
+        return [sys.executable, "-m", "lenscal.cli", "train", "--config", str(config_file), "--no-registry"]
+
+    straight = subprocess.run(command_for("straight"), capture_output=True, text=True, timeout=300)
+    assert straight.returncode == 0, straight.stderr
+    command = command_for("killed")
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = tmp_path / "killed" / "metrics.jsonl"
     deadline = time.monotonic() + 240
