@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/out/scorer.json"))
     args = parser.parse_args()
 
-    from lenscal.scoring.engines import TorchEngine
+    from lenscal.scoring.torch_engine import TorchEngine
 
     work = Path(tempfile.mkdtemp(prefix="lenscal-scorer-bench-"))
     bundle = make_bundle(work, args.arch)

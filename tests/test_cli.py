@@ -21,6 +21,7 @@ COMMANDS = [
     ["ingest"],
     ["split"],
     ["demo"],
+    ["demo-data"],
     ["shards"],
     ["shards", "info"],
     ["shards", "verify"],

@@ -51,7 +51,13 @@ def test_tiny_run_learns_writes_bundle_and_records(survey: Path, tmp_path: Path)
     history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 6 and result.best_val_auc > 0.7 and result.best_val_auc > history[0]["auc"] + 0.1
     best = tmp_path / "run" / "best"
-    assert {p.name for p in best.iterdir()} == {"model.safetensors", "model.json", "model.onnx", "seal.json"}
+    assert {p.name for p in best.iterdir()} == {
+        "model.safetensors",
+        "model.json",
+        "model.onnx",
+        "model.raw.onnx",
+        "seal.json",
+    }
     bundle = load_bundle(best)
     assert bundle.spec == config.dataset.preprocess_spec()
     # The config leaves `crop` unset: the team's loader default, a central 64 px crop, which

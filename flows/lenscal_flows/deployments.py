@@ -3,10 +3,16 @@ names): ``diagnostic/D01`` ... ``diagnostic/D06``, ``evaluate/E04-eval``, ``eval
 ``evaluate/E04-IM2``, ``train/gen1`` ... ``train/paperIV_resnet18``, ``train/demo_resnet``,
 ``selection-grid/<grid>`` and ``score-survey/survey``: one per config file found in
 configs/ (a new D07.yaml is a new deployment). Each runs on the ``lenscal`` work pool (process
-workers: `lenscal worker`); ``lenscal deploy`` registers them all."""
+workers: `lenscal worker`); ``lenscal deploy`` registers them all.
+
+Training can instead run in its own container: with ``LENSCAL_TRAIN_POOL`` set (the compose
+stack sets ``lenscal-docker``), ``train/*`` go to that Docker work pool (prefect-docker), whose
+worker starts the trainer image for each run with the data, checkpoint, results and registry
+volumes mounted (and every GPU when ``LENSCAL_TRAIN_GPU=1``): see ``DockerJobs``."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,8 +150,82 @@ def check_parameters(spec: DeploymentSpec, given: dict[str, Any]) -> dict[str, A
     return merged
 
 
+#: Volumes a training job mounts: the compose stack's named volumes, at the same paths.
+TRAIN_VOLUMES = (
+    "lenscal-data:/data",
+    "lenscal-checkpoints:/checkpoints",
+    "lenscal-results:/results",
+    "lenscal-registry:/registry",
+)
+
+
+@dataclass(frozen=True)
+class DockerJobs:
+    """train/* as containers: a Docker work pool and what each job container gets.
+
+    LENSCAL_TRAIN_POOL     the Docker work pool (unset: training runs on the process pool)
+    LENSCAL_TRAIN_IMAGE    the trainer image (default lenscal/trainer:latest)
+    LENSCAL_TRAIN_NETWORK  Docker network of the Prefect server (default lenscal)
+    LENSCAL_TRAIN_VOLUMES  comma-separated volume:path mounts (default TRAIN_VOLUMES)
+    LENSCAL_TRAIN_GPU      1: the job reserves every GPU (the gpu profile)
+    The job container gets the registering process's other LENSCAL_* variables (settings,
+    registry URL), so a job sees what the flows worker sees."""
+
+    pool: str
+    image: str = "lenscal/trainer:latest"
+    network: str = "lenscal"
+    volumes: tuple[str, ...] = TRAIN_VOLUMES
+    gpu: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> DockerJobs | None:
+        pool = os.environ.get("LENSCAL_TRAIN_POOL")
+        if not pool:
+            return None
+        volumes = os.environ.get("LENSCAL_TRAIN_VOLUMES")
+        gpu = os.environ.get("LENSCAL_TRAIN_GPU", "0").strip().lower()
+        if gpu not in ("0", "1", "true", "false", ""):
+            raise DeploymentError(f"LENSCAL_TRAIN_GPU: {gpu!r} is not 0 or 1")
+        return cls(
+            pool=pool,
+            image=os.environ.get("LENSCAL_TRAIN_IMAGE") or cls.image,
+            network=os.environ.get("LENSCAL_TRAIN_NETWORK") or cls.network,
+            volumes=tuple(v.strip() for v in volumes.split(",") if v.strip()) if volumes else TRAIN_VOLUMES,
+            gpu=gpu in ("1", "true"),
+            env={
+                k: v
+                for k, v in os.environ.items()
+                if k.startswith("LENSCAL_") and not k.startswith("LENSCAL_TRAIN_")
+            },
+        )
+
+    def job_variables(self) -> dict[str, Any]:
+        variables: dict[str, Any] = {
+            "image": self.image,
+            "image_pull_policy": "IfNotPresent",  # images are built on the node, not pulled
+            "networks": [self.network],
+            "volumes": list(self.volumes),
+            "env": self.env,
+            "auto_remove": True,
+        }
+        if self.gpu:  # docker-py turns the dict into a DeviceRequest: every GPU, like --gpus all
+            variables["container_create_kwargs"] = {
+                "device_requests": [{"count": -1, "capabilities": [["gpu"]]}]
+            }
+        return variables
+
+
+def pool_for(spec: DeploymentSpec, pool: str, jobs: DockerJobs | None) -> tuple[str, dict[str, Any]]:
+    """(work pool, job variables) of one deployment."""
+    if jobs is not None and spec.flow_name == "train":
+        return jobs.pool, jobs.job_variables()
+    return pool, {}
+
+
 def register(pool: str = POOL) -> list[str]:
-    """Create the work pool (process type) if missing and apply every deployment to it."""
+    """Create the work pools if missing (``pool``: process type; the Docker pool of
+    ``DockerJobs`` when configured) and apply every deployment to its pool."""
     import asyncio
     import contextlib
     import io
@@ -156,29 +236,45 @@ def register(pool: str = POOL) -> list[str]:
     from prefect.deployments.runner import EntrypointType
     from prefect.exceptions import ObjectAlreadyExists
 
-    async def ensure_pool() -> None:
-        async with get_client() as client:
-            with contextlib.suppress(ObjectAlreadyExists):
-                await client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    jobs = DockerJobs.from_env()
 
-    asyncio.run(ensure_pool())
-    deployments = [
-        spec.flow().to_deployment(
-            name=spec.name,
-            parameters=spec.parameters,
-            description=spec.description,
-            entrypoint_type=EntrypointType.MODULE_PATH,
-            work_pool_name=pool,
-        )
-        for spec in all_deployments()
-    ]
-    with contextlib.redirect_stdout(io.StringIO()):  # Prefect prints a table of every deployment
-        prefect.deploy(
-            *deployments,
-            work_pool_name=pool,
-            build=False,
-            push=False,
-            print_next_steps_message=False,
-            ignore_warnings=True,
-        )
-    return [s.full_name for s in all_deployments()]
+    async def ensure_pools() -> None:
+        pools = [WorkPoolCreate(name=pool, type="process")]
+        if jobs is not None:
+            from prefect_docker.worker import DockerWorker
+
+            template = DockerWorker.get_default_base_job_template()
+            pools.append(WorkPoolCreate(name=jobs.pool, type="docker", base_job_template=template))
+        async with get_client() as client:
+            for create in pools:
+                with contextlib.suppress(ObjectAlreadyExists):
+                    await client.create_work_pool(create)
+
+    asyncio.run(ensure_pools())
+    specs = all_deployments()
+    for target in {pool_for(spec, pool, jobs)[0] for spec in specs}:
+        deployments = []
+        for spec in specs:
+            spec_pool, variables = pool_for(spec, pool, jobs)
+            if spec_pool != target:
+                continue
+            deployments.append(
+                spec.flow().to_deployment(
+                    name=spec.name,
+                    parameters=spec.parameters,
+                    description=spec.description,
+                    entrypoint_type=EntrypointType.MODULE_PATH,
+                    work_pool_name=target,
+                    job_variables=variables,
+                )
+            )
+        with contextlib.redirect_stdout(io.StringIO()):  # Prefect prints a table of every deployment
+            prefect.deploy(
+                *deployments,
+                work_pool_name=target,
+                build=False,
+                push=False,
+                print_next_steps_message=False,
+                ignore_warnings=True,
+            )
+    return [s.full_name for s in specs]

@@ -11,17 +11,14 @@ Every LenscalError becomes one line on stderr and exit status 2.
 from __future__ import annotations
 
 import importlib
-import sys
 from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from lenscal import __version__
-from lenscal.errors import LenscalError
+from lenscal.command import run_app
 from lenscal.logs import configure_logging
-from lenscal.validation import describe
 
 #: Modules whose typer ``app`` holds commands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
@@ -35,6 +32,7 @@ COMMAND_MODULES = (
     "lenscal.selection.cli",
     "lenscal.diagnostics.cli",
     "lenscal.registry.cli",
+    "lenscal.demo.cli",
 )
 SERVE_PLUGINS = "lenscal.serve"
 #: Packages outside the library (the flows) add top-level commands (demo, run, deploy, worker)
@@ -86,14 +84,7 @@ _compose()
 
 
 def main() -> None:
-    try:
-        app()
-    except LenscalError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except ValidationError as exc:  # a typed config or spec built from user input
-        typer.echo(f"error: invalid {exc.title}: {describe(exc)}", err=True)
-        sys.exit(2)
+    run_app(app)
 
 
 if __name__ == "__main__":

@@ -28,98 +28,32 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lenscal.errors import PreprocessError
+from lenscal.preprocess_spec import (
+    ANNULUS_GEN1_4,
+    ANNULUS_GEN5,
+    KINDS,
+    PROFILE_RINGS,
+    TEAM_CROP_SIZE,
+    PreprocessOverride,
+    PreprocessSpec,
+)
 
-#: Annulus radii in pixels, (inner, outer), by model generation.
-ANNULUS_GEN1_4: tuple[float, float] = (20.0, 32.0)
-ANNULUS_GEN5: tuple[float, float] = (32.5, 45.0)
-#: The team's default crop (their STAMP_SIZE) when a config asks for a crop without a size.
-TEAM_CROP_SIZE = 64
-#: Rings of the residual radial profile: 0..31 px (the team's r_max).
-PROFILE_RINGS = 32
-
-
-class PreprocessSpec(BaseModel):
-    """How raw nanomaggy cutouts become network input. Stored in every checkpoint."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    kind: str = Field("raw_robust", description="normalisation name, a key of PREPROCESSORS")
-    annulus_r_in: float = Field(
-        ANNULUS_GEN1_4[0], ge=0.0, allow_inf_nan=False, description="annulus inner radius, px (inclusive)"
-    )
-    annulus_r_out: float = Field(
-        ANNULUS_GEN1_4[1], gt=0.0, allow_inf_nan=False, description="annulus outer radius, px (exclusive)"
-    )
-    clip_range: float = Field(
-        10.0, gt=0.0, allow_inf_nan=False, description="clip to +-clip_range after normalising (MAD units)"
-    )
-    mad_floor: float = Field(
-        1e-12, gt=0.0, allow_inf_nan=False, description="smallest MAD divided by, nmgy (blank bands)"
-    )
-    crop_size: int | None = Field(
-        None, ge=8, description="keep the central crop_size x crop_size px first; None: the whole cutout"
-    )
-
-    @field_validator("kind")
-    @classmethod
-    def _known_kind(cls, value: str) -> str:
-        if value not in PREPROCESSORS:
-            raise ValueError(f"unknown preprocessing kind {value!r}; known: {sorted(PREPROCESSORS)}")
-        return value
-
-    @model_validator(mode="after")
-    def _annulus_order(self) -> PreprocessSpec:
-        if self.annulus_r_out <= self.annulus_r_in:
-            raise ValueError(
-                f"annulus_r_out ({self.annulus_r_out}) must exceed annulus_r_in ({self.annulus_r_in})"
-            )
-        return self
-
-    @classmethod
-    def for_annulus(cls, annulus: tuple[float, float], **kwargs: Any) -> PreprocessSpec:
-        return cls(annulus_r_in=annulus[0], annulus_r_out=annulus[1], **kwargs)
-
-    def with_overrides(self, **overrides: Any) -> PreprocessSpec:
-        """A validated copy with some fields replaced (None values are ignored)."""
-        data = self.model_dump()
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return PreprocessSpec.model_validate(data)
-
-    def output_shape(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
-        """(C, H, W) of the network input for raw cutouts of ``shape``."""
-        if self.crop_size is None:
-            return shape
-        return (shape[0], self.crop_size, self.crop_size)
-
-    def to_json(self) -> str:
-        return self.model_dump_json()
-
-    @classmethod
-    def from_json(cls, text: str) -> PreprocessSpec:
-        return cls.model_validate_json(text)
-
-
-class PreprocessOverride(BaseModel):
-    """Per-request changes to a model's spec (diagnostics: clip-range sweeps, mismatched
-    annulus). Unset fields keep the model's value; the result is validated as a spec."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    clip_range: float | None = Field(None, description="MAD units")
-    annulus_r_in: float | None = Field(None, description="px")
-    annulus_r_out: float | None = Field(None, description="px")
-
-    def apply(self, spec: PreprocessSpec) -> PreprocessSpec:
-        return spec.with_overrides(**self.model_dump(exclude_none=True))
-
-    def is_empty(self) -> bool:
-        return not self.model_dump(exclude_none=True)
+__all__ = [
+    "ANNULUS_GEN1_4",
+    "ANNULUS_GEN5",
+    "PREPROCESSORS",
+    "TEAM_CROP_SIZE",
+    "PreprocessOverride",
+    "PreprocessSpec",
+    "annulus_indices",
+    "centre_crop",
+    "preprocess",
+    "radius_map",
+]
 
 
 def preprocess(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
@@ -148,7 +82,9 @@ def radius_map(height: int, width: int) -> torch.Tensor:
     """(H, W) float64 distance in pixels from the centre pixel (H // 2, W // 2)."""
     rows = torch.arange(height, dtype=torch.float64) - height // 2
     cols = torch.arange(width, dtype=torch.float64) - width // 2
-    return torch.hypot(rows[:, None], cols[None, :])
+    # sqrt of a sum of integer squares (exact in float64): correctly rounded like hypot, and
+    # an operator ONNX has, as the radii are traced into model.raw.onnx as constants.
+    return torch.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2)
 
 
 def annulus_indices(height: int, width: int, r_in: float, r_out: float, device: torch.device) -> torch.Tensor:
@@ -168,12 +104,13 @@ def _annulus_indices(height: int, width: int, r_in: float, r_out: float, device:
 def _median_last(values: torch.Tensor) -> torch.Tensor:
     """Median over the last axis; for an even count the mean of the two middle values.
 
-    Selection (topk / median), not a full sort: ~5x faster on CPU for annulus-sized rows.
+    Selection by topk, not a full sort (~5x faster on CPU for annulus-sized rows), and an
+    operator ONNX has (TopK), so this same code is traced into a bundle's model.raw.onnx.
     """
     k = values.shape[-1]
-    if k % 2:
-        return values.median(dim=-1).values  # exact for an odd count
     smallest = values.topk(k // 2 + 1, dim=-1, largest=False, sorted=False).values
+    if k % 2:
+        return smallest.amax(dim=-1)  # the ((k + 1) / 2)-th smallest
     middle = smallest.topk(2, dim=-1).values  # the (k/2+1)-th and (k/2)-th smallest
     return (middle[..., 0] + middle[..., 1]) / 2
 
@@ -224,3 +161,4 @@ PREPROCESSORS: dict[str, Callable[[torch.Tensor, PreprocessSpec], torch.Tensor]]
     "raw_robust": _raw_robust,
     "residual_radial_profile": _residual_radial_profile,
 }
+assert tuple(PREPROCESSORS) == KINDS, "a normalisation without a name in KINDS (or the reverse)"

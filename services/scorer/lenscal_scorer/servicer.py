@@ -23,12 +23,11 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from lenscal.errors import NotReadyError
-from lenscal.models.predict import sigmoid
-from lenscal.preprocess import PreprocessOverride
+from lenscal.preprocess_spec import PreprocessOverride
 from lenscal.rpc.arrays import decode_batch
 from lenscal.rpc.server import Admission
 from lenscal.rpc.status import rpc_errors, rpc_stream_errors, status_for
-from lenscal.scoring.api import ModelInfo
+from lenscal.scoring.api import ModelInfo, sigmoid
 from lenscal.scoring.batcher import deadline_from
 from lenscal.scoring.core import MAX_PER_SUBMISSION, ScoringCore, Submission
 from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc

@@ -14,9 +14,8 @@ from lenscal.data.manifest import tier_codes
 from lenscal.data.shards import ShardReader
 from lenscal.errors import LenscalError
 from lenscal.fsutil import atomic_write_text
-from lenscal.models.predict import sigmoid
 from lenscal.plotting import pyplot, save_figure
-from lenscal.scoring.api import Scorer
+from lenscal.scoring.api import Scorer, sigmoid
 from lenscal.scoring.rows import score_rows
 from lenscal.stats.metrics import reliability_curve, roc_curve
 from lenscal.stats.summary import classifier_summary

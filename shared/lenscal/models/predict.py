@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 
-import numpy as np
 import torch
 
 from lenscal.models.architectures import LensFinder
@@ -42,8 +41,3 @@ def predict(
             logits, embeddings = model.forward_with_embedding(x)
             return logits.float(), embeddings.float()
         return model(x).float(), None
-
-
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Probabilities (float64: near 1, float32 would turn distinct scores into ties)."""
-    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))

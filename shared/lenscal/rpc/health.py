@@ -21,3 +21,22 @@ def wait_serving(channel: grpc.Channel, endpoint: str, deadline: float, what: st
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} at {endpoint} not SERVING in time")
         time.sleep(0.2)
+
+
+def probe(endpoint: str, timeout_s: float = 3.0) -> bool:
+    """One grpc.health.v1 check: True when the service at ``endpoint`` says SERVING."""
+    with grpc.insecure_channel(endpoint) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
+            )
+        except grpc.RpcError:
+            return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+if __name__ == "__main__":
+    # Container health checks: `python -m lenscal.rpc.health [host:port]`, exit 0 when SERVING.
+    import sys
+
+    sys.exit(0 if probe(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051") else 1)

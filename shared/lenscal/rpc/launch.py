@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from lenscal.rpc.server import PARENT_ENV
@@ -25,18 +25,26 @@ class Service(subprocess.Popen[str]):
     lines: list[str]
 
 
+#: How a service is started: `lenscal serve <service> ...`.
+SERVE = (sys.executable, "-m", "lenscal.cli", "serve")
+
+
 @contextmanager
 def running_service(
-    *args: str, timeout_s: float = 90.0, port: int = 0, echo: bool = False
+    *args: str,
+    timeout_s: float = 90.0,
+    port: int = 0,
+    echo: bool = False,
+    program: Sequence[str] = SERVE,
 ) -> Iterator[tuple[str, Service]]:
-    """Run `lenscal serve <args> --port <port>` (port 0: any free port); yield
-    ("host:port", process) once it listens; stop it (SIGTERM, then SIGKILL after 30 s) on exit.
-    ``echo`` copies the service's log lines to stderr as they come."""
+    """Run `<program> <args> --port <port>` (port 0: any free port); yield ("host:port",
+    process) once it listens; stop it (SIGTERM, then SIGKILL after 30 s) on exit. ``echo``
+    copies the service's log lines to stderr as they come."""
     # The service stops itself when this process is gone, even after a SIGKILL (a killed
     # flow or demo never leaves services behind): lenscal.rpc.server watches this pid.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())}
     proc = Service(
-        [sys.executable, "-m", "lenscal.cli", "serve", *args, "--port", str(port)],
+        [*program, *args, "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

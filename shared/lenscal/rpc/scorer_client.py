@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import numpy as np
 
-from lenscal.preprocess import PreprocessOverride, PreprocessSpec
+from lenscal.preprocess_spec import PreprocessOverride, PreprocessSpec
 from lenscal.rpc.arrays import encode_batch
 from lenscal.rpc.auth import token_metadata
 from lenscal.rpc.health import wait_serving

@@ -16,9 +16,14 @@ from typing import Protocol
 
 import numpy as np
 
-from lenscal.preprocess import PreprocessOverride, PreprocessSpec
+from lenscal.preprocess_spec import PreprocessOverride, PreprocessSpec
 
 Progress = Callable[[int], None]
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probabilities (float64: near 1, float32 would turn distinct scores into ties)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from lenscal.errors import NotFoundError, NotReadyError, RequestError
-from lenscal.preprocess import PreprocessOverride, PreprocessSpec
+from lenscal.preprocess_spec import PreprocessOverride, PreprocessSpec
 from lenscal.scoring.api import ModelInfo
 from lenscal.scoring.batcher import MicroBatcher
 from lenscal.scoring.engines import Engine

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lenscal.bundle_files import read_meta
 from lenscal.errors import LenscalError
-from lenscal.models.bundle import read_meta
-from lenscal.models.predict import sigmoid
-from lenscal.preprocess import PreprocessOverride
-from lenscal.scoring.api import ModelInfo, Progress, ScoreResult
+from lenscal.preprocess_spec import PreprocessOverride
+from lenscal.scoring.api import ModelInfo, Progress, ScoreResult, sigmoid
 from lenscal.scoring.core import ScoringCore, Submission
 from lenscal.scoring.engines import make_engine
 
@@ -101,9 +100,7 @@ class LocalScorer:
         spec = self.core.resolve_spec(engine, preprocessed, override)
         n = len(cutouts)
         logits = np.empty(n, dtype=np.float32)
-        embeddings = (
-            np.empty((n, engine.bundle.model.embedding_dim), np.float32) if return_embeddings else None
-        )
+        embeddings = np.empty((n, engine.bundle.embedding_dim), np.float32) if return_embeddings else None
         pending: deque[tuple[int, Submission]] = deque()
 
         def collect() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from lenscal.data.shards import ShardReader
 from lenscal.errors import LenscalError
-from lenscal.preprocess import PreprocessOverride
+from lenscal.preprocess_spec import PreprocessOverride
 from lenscal.progress import progress_bar
 from lenscal.scoring.api import Progress, Scorer, ScoreResult
 

@@ -26,14 +26,15 @@ import torch.nn.functional as F
 from lenscal.device import resolve_device
 from lenscal.errors import LenscalError
 from lenscal.models import LensFinder, create_model
-from lenscal.models.bundle import export_onnx, read_meta
-from lenscal.models.predict import autocast_for, predict, sigmoid
+from lenscal.models.bundle import ONNX, RAW_ONNX, export_onnx, read_meta
+from lenscal.models.predict import autocast_for, predict
 from lenscal.plotting import pyplot, save_figure
 from lenscal.preprocess import PreprocessSpec, preprocess
 from lenscal.progress import progress_bar
 from lenscal.registry.ids import check_id
 from lenscal.registry.runs import recorded_run
 from lenscal.rng import seed63, training_generator
+from lenscal.scoring.api import sigmoid
 from lenscal.stats.summary import classifier_summary
 from lenscal.training.augment import augment
 from lenscal.training.config import ConfigError, TrainingConfig
@@ -161,7 +162,7 @@ def train(
         done_status="Trained",
         rerun=False,
         artifacts=lambda: [
-            *(out / "best" / f for f in ("model.safetensors", "model.json", "model.onnx", "seal.json")),
+            *(out / "best" / f for f in ("model.safetensors", "model.json", ONNX, RAW_ONNX, "seal.json")),
             out / "metrics.jsonl",
             out / "training_curve.png",
         ],
@@ -297,7 +298,8 @@ def validate(model: LensFinder, loader: Any, spec: PreprocessSpec, amp: bool) ->
 
 def _finish(run: Run) -> TrainResult:
     out, progress = run.out, run.progress
-    if not (out / "best" / "model.onnx").exists() and (out / "best").exists():
+    graphs = (ONNX, RAW_ONNX)  # both: a torch-free scorer serves the bundle as trained
+    if (out / "best").exists() and not all((out / "best" / g).exists() for g in graphs):
         export_onnx(out / "best")
     best_meta = read_meta(out / "best")
     summary = {
