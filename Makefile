@@ -15,13 +15,15 @@ PROTO_STAMP := shared/lenscal_pb/.generated
 PYTEST_ARGS ?=
 DEMO_OUT ?= demo-output
 
-.PHONY: help venv proto test test-unit test-e2e lint demo bench clean
+.PHONY: help venv proto test test-unit test-e2e lint demo bench clean images up down smoke
 
 help:
 	@echo "make demo   - set up and run the demo on embedded defaults (writes $(DEMO_OUT)/)"
 	@echo "make test   - set up, lint, and run the whole test suite"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - benchmarks in bench/ (not part of the tests)"
+	@echo "make images - build the container images (deploy/Dockerfile); make up / make down"
+	@echo "make smoke  - the container smoke test (deploy/smoke-test.sh; SMOKE_ARGS for CI options)"
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +43,7 @@ lint: $(PROTO_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint deploy/Dockerfile
 
 test-unit: $(PROTO_STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -65,3 +68,21 @@ bench: $(PROTO_STAMP)
 clean:
 	rm -rf $(VENV) $(PROTO_STAMP) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
 	find shared/lenscal_pb -name '*_pb2*.py*' -delete
+
+# --- containers (README "Containers") -------------------------------------------------------
+COMPOSE := $(BIN)/docker-compose -f deploy/compose.yaml
+PROFILES ?=
+COMPOSE_ENV ?=
+SMOKE_ARGS ?=
+
+images: $(STAMP)
+	$(COMPOSE) --profile tools build
+
+up: $(STAMP)
+	$(COMPOSE) $(foreach p,$(PROFILES),--profile $(p)) $(if $(COMPOSE_ENV),--env-file $(COMPOSE_ENV)) up -d --wait
+
+down: $(STAMP)
+	$(COMPOSE) --profile gpu --profile postgres --profile dask --profile tools down
+
+smoke: $(STAMP)
+	deploy/smoke-test.sh $(SMOKE_ARGS)

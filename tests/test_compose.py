@@ -19,7 +19,7 @@ from .conftest import REPO
 
 DEPLOY = REPO / "deploy"
 BIN = Path(sys.executable).parent
-PROFILES = ("gpu", "postgres", "dask", "tools")
+PROFILES = ("gpu", "postgres", "dask", "tools", "onnx")
 #: Run-to-completion jobs: no health check (they exit).
 JOBS = {"demo-data", "trainer"}
 
@@ -56,6 +56,7 @@ def _reserves_gpu(service: dict[str, Any]) -> bool:
         (("postgres",), "postgres.env"),
         (("dask",), None),
         (("tools",), None),
+        (("onnx",), None),
     ],
 )
 def test_every_profile_is_valid_and_keeps_the_rules(profiles: tuple[str, ...], env_file: str | None) -> None:
@@ -82,9 +83,13 @@ def test_the_default_stack_and_its_wiring() -> None:
     assert worker["LENSCAL_SCORER_ENDPOINTS"] == "scorer:50051"
     assert worker["LENSCAL_INJECTOR_ENDPOINT"] == "injector:50052"
     assert worker["LENSCAL_TRAIN_POOL"] == "lenscal-docker"
-    # the scorer is the torch-free image; its health check asks gRPC health
-    assert services["scorer"]["image"].startswith("lenscal/scorer-onnx")
-    assert "lenscal.rpc.health" in services["scorer"]["healthcheck"]["test"]
+    # the default scorer has torch (diagnostics send preprocessing overrides); the torch-free
+    # one is a profile; both health checks ask gRPC health
+    assert services["scorer"]["image"] == "lenscal/scorer:latest"
+    onnx = compose_config("onnx")["services"]["scorer-onnx"]
+    assert onnx["image"] == "lenscal/scorer-onnx:latest" and onnx["build"]["target"] == "scorer-onnx"
+    for service in (services["scorer"], onnx):
+        assert "lenscal.rpc.health" in service["healthcheck"]["test"]
     # the gpu profile points the flows at the GPU scorer and lets training jobs reserve GPUs
     gpu = compose_config("gpu", env_file="gpu.env")["services"]
     assert gpu["worker"]["environment"]["LENSCAL_SCORER_ENDPOINTS"] == "scorer-gpu:50051"
