@@ -224,15 +224,19 @@ def test_flows_in_the_test_harness_with_a_dask_cluster(flow_env: dict[str, Path]
 
         # score-survey: parts over two threads; a lost part is scored again, alone.
         survey_dir = tmp_path / "survey"
-        scores = Path(score_survey_flow(out=str(survey_dir), preset="demo", workers=2))
-        first = pd.read_parquet(scores)
+        catalogue = Path(score_survey_flow(out=str(survey_dir), preset="demo", workers=2))
+        first = pd.read_parquet(catalogue / "parts")
         n_rows = len(pd.read_parquet(flow_env["shards"] / "manifest.parquet"))
-        assert len(first) == n_rows and first["row"].tolist() == list(range(n_rows))
+        assert len(first) == n_rows and sorted(first["row"]) == list(range(n_rows))
+        assert json.loads((catalogue / "catalog.json").read_text())["complete"] is True
         (survey_dir / "parts" / "part-00001.parquet").unlink()
         kept = (survey_dir / "parts" / "part-00000.parquet").stat().st_mtime_ns
-        again = pd.read_parquet(score_survey_flow(out=str(survey_dir), preset="demo", workers=2))
+        again = pd.read_parquet(
+            Path(score_survey_flow(out=str(survey_dir), preset="demo", workers=2)) / "parts"
+        )
         assert (survey_dir / "parts" / "part-00000.parquet").stat().st_mtime_ns == kept  # not redone
-        pd.testing.assert_frame_equal(first, again)
+        pd.testing.assert_frame_equal(first.sort_values("row"), again.sort_values("row"))
+        assert (catalogue / "candidates.parquet").is_file() and (catalogue / "candidates.png").is_file()
     a, b = pd.read_parquet(threads / "injections.parquet"), pd.read_parquet(dask / "injections.parquet")
     assert len(a) == 27 * 3 and a["number"].is_unique
     pd.testing.assert_frame_equal(

@@ -166,3 +166,16 @@ def test_killed_ingest_leaves_no_accepted_half_shard_and_resumes(tmp_path: Path)
     assert len(reader) == 400 and reader.verify_records() == []
     everything = np.stack([read_cutout(tmp_path / "c" / p) for p in sources])
     np.testing.assert_array_equal(reader.read(range(400)), everything)
+
+
+def test_read_range_equals_random_access_across_shards(tmp_path: Path) -> None:
+    manifest = make_toy_cutouts(tmp_path / "toy", 30, seed=2)
+    ingest(manifest, tmp_path / "shards", dtype="float16", shard_size=7, progress=False)
+    reader = ShardReader(tmp_path / "shards")
+    assert len(reader.index.shards) == 5
+    for start, stop in ((0, 30), (3, 20), (7, 14), (29, 30), (12, 12)):
+        got = reader.read_range(start, stop)
+        assert got.dtype == np.float16 and got.shape == (stop - start, 3, 101, 101)
+        np.testing.assert_array_equal(got, reader.read(np.arange(start, stop), dtype=None))
+    with pytest.raises(IndexError, match="out of range"):
+        reader.read_range(25, 31)

@@ -34,18 +34,21 @@ class Endpoints:
 
 
 @contextlib.contextmanager
-def service_endpoints(settings: FlowSettings, model: str | None) -> Iterator[Endpoints]:
+def service_endpoints(settings: FlowSettings, model: str | list[str] | None) -> Iterator[Endpoints]:
     """Endpoints of the configured services, or of local ones started for the block (the
-    scorer then loads ``model``: a bundle directory or a training run ID)."""
+    scorer then loads ``model``: bundle directories or training run IDs; the first is the
+    default). With configured services ``model`` names a served model."""
+    models = [model] if isinstance(model, str) else list(model or [])
     with contextlib.ExitStack() as stack:
         scorer = list(settings.scorer_endpoints)
-        served_model = model or "" if scorer else ""
+        served_model = models[0] if scorer and models else ""
         if not scorer:
             from lenscal.rpc.launch import running_service
 
-            bundle = bundle_path(settings.need("model", model))
+            bundles = [bundle_path(m) for m in models] or [bundle_path(settings.need("model", None))]
+            args = [a for b in bundles for a in ("--model", str(b))]
             address, _ = stack.enter_context(
-                running_service("scorer", "--model", str(bundle), "--device", settings.device, timeout_s=300)
+                running_service("scorer", *args, "--device", settings.device, timeout_s=300)
             )
             scorer = [address]
         injector = settings.injector_endpoint

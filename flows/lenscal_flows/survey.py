@@ -1,6 +1,8 @@
-"""Flow ``score-survey``: every cutout of a shard directory scored on the scorer replicas,
-in parts fanned out over a task runner (threads, or a Dask cluster); each part committed as
-it is scored, so a rerun scores only what is missing; then ``scores.parquet``."""
+"""Flow ``score-survey``: every cutout of a shard directory scored on the scorer replicas by
+one or more models (and a meta-learner), into the partitioned catalogue of
+``lenscal.scoring.survey``: parts fanned out over a task runner (threads, or a Dask
+cluster), each committed as it is scored, so a rerun scores only what is missing; then the
+check, the top-k candidates and their gallery."""
 
 from __future__ import annotations
 
@@ -10,7 +12,18 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from lenscal.data.shards import ShardReader
-from lenscal.scoring.survey import PART_ROWS, assemble, pending_parts, score_parts, survey_rows
+from lenscal.scoring.meta import MetaLearner, load_meta
+from lenscal.scoring.survey import (
+    PART_ROWS,
+    CatalogPlan,
+    finish_catalog,
+    make_plan,
+    open_catalog,
+    pending_parts,
+    rank_column,
+    score_parts,
+    write_candidates,
+)
 from lenscal_flows.common import TASK_RETRIES, TASK_RETRY_DELAYS, publish, transient
 from lenscal_flows.fanout import groups, task_runner
 from lenscal_flows.services import Endpoints, clients, service_endpoints
@@ -25,13 +38,11 @@ from lenscal_flows.settings import load_settings
     retry_condition_fn=transient,
 )
 def score_group(
-    shards: str, out: str, endpoints: Endpoints, split: str | None, parts: list[int], part_rows: int
+    shards: str, out: str, endpoints: Endpoints, plan: CatalogPlan, meta: MetaLearner | None, parts: list[int]
 ) -> int:
     reader = ShardReader(shards)
     with clients(endpoints) as (scorer, _):
-        return score_parts(
-            scorer, reader, out, survey_rows(reader, split), parts, model=endpoints.model, part_rows=part_rows
-        )
+        return score_parts(scorer, reader, out, plan, parts, meta=meta)
 
 
 @flow(name="survey-fan-out")
@@ -39,59 +50,57 @@ def fan_out(
     shards: str,
     out: str,
     endpoints: Endpoints,
-    split: str | None,
+    plan: CatalogPlan,
+    meta: MetaLearner | None,
     part_groups: list[list[int]],
-    part_rows: int,
 ) -> int:
-    futures = [score_group.submit(shards, out, endpoints, split, g, part_rows) for g in part_groups]
+    futures = [score_group.submit(shards, out, endpoints, plan, meta, g) for g in part_groups]
     return sum(f.result() for f in futures)
 
 
 @flow(name="score-survey", log_prints=True, persist_result=True)
 def score_survey_flow(
     shards: str | None = None,
-    model: str | None = None,
+    models: list[str] | None = None,
+    meta: str | None = None,
     out: str | None = None,
     split: str | None = None,
     preset: str = "full",
     workers: int = 2,
     dask_address: str | None = None,
     part_rows: int = PART_ROWS,
+    top_k: int = 1000,
 ) -> str:
-    """Score a shard directory (default: the configured hosts) at a preset (demo: small parts)."""
+    """Score a shard directory (default: the configured hosts) with ``models`` (bundles or
+    run IDs; with configured scorers, served model names; default the configured model) and
+    an optional meta-learner, at a preset (demo: small parts). Returns the catalogue."""
     logger = get_run_logger()
     settings = load_settings()
     source = settings.need("hosts", shards)
     if preset == "demo":
         part_rows = min(part_rows, 128)
+    learner = load_meta(meta) if meta else None
     reader = ShardReader(source)
-    rows = survey_rows(reader, split)
-    with service_endpoints(settings, model) as endpoints, clients(endpoints) as (scorer, _):
-        info = scorer.model_info(endpoints.model)[0]
-        target = (
-            Path(out) if out else Path(settings.results) / "survey" / f"{Path(source).name}_{info.model_id}"
-        )
-        todo = pending_parts(target, rows.size, part_rows)
-        logger.info(
-            "%d cutouts in %d parts, %d to score -> %s",
-            rows.size,
-            -(-rows.size // part_rows),
-            len(todo),
-            target,
-        )
+    with service_endpoints(settings, models) as endpoints, clients(endpoints) as (scorer, _):
+        served = list(models or []) if settings.scorer_endpoints else []
+        plan = make_plan(scorer, reader, models=served, meta=learner, split=split, part_rows=part_rows)
+        names = "+".join(m["model_id"] for m in plan.models)
+        target = Path(out) if out else Path(settings.results) / "survey" / f"{Path(source).name}_{names}"
+        open_catalog(target, plan)
+        todo = pending_parts(target, plan)
+        logger.info("%d cutouts in %d parts, %d to score -> %s", plan.n_rows, plan.parts, len(todo), target)
         if todo:
             fan_out.with_options(task_runner=task_runner(workers, dask_address))(
-                source, str(target), endpoints, split, groups(todo, workers), part_rows
+                source, str(target), endpoints, plan, learner, groups(todo, workers)
             )
-    meta = {
-        "shards": source,
-        "split": split,
-        "model_id": info.model_id,
-        "bundle_sha256": info.bundle_sha256,
-        "rows": int(rows.size),
-    }
-    path = assemble(target, rows.size, part_rows, meta=meta)
+    summary = finish_catalog(target, plan)
+    column = rank_column(plan)
+    candidates, gallery = write_candidates(target, plan, reader, column, top_k)
     publish(
-        target, "survey scores", [f"{rows.size} cutouts scored with {info.model_id}"], [], key="score-survey"
+        target,
+        "survey catalogue",
+        [f"{summary['rows']} cutouts scored by {names}; top {top_k} by {column} in {candidates.name}"],
+        [gallery] if gallery else [],
+        key="score-survey",
     )
-    return str(path)
+    return str(target)

@@ -165,6 +165,7 @@ class ShardReader:
         self._starts = np.asarray([*starts, self.index.committed_rows], dtype=np.int64)
         self._maps: dict[int, np.ndarray] = {}
         self._tensors: dict[int, torch.Tensor] = {}
+        self._offsets: dict[int, int] = {}
         self._manifest: pd.DataFrame | None = None
 
     def __len__(self) -> int:
@@ -213,6 +214,46 @@ class ShardReader:
             for j in order:
                 out_t[j].copy_(self._tensor(shards[j])[rows[j]])
         return out
+
+    def read_range(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` in the storage dtype, read with plain file reads rather than
+        the memory maps: a sequential pass over a whole survey then keeps no shard pages
+        mapped into this process, so its resident memory does not grow with the survey."""
+        n = len(self)
+        if not 0 <= start <= stop <= n:
+            raise IndexError(f"rows {start}:{stop} out of range for {n} cutouts in {self.directory}")
+        out = np.empty((stop - start, *self.record_shape), dtype=self.dtype)
+        record = out[0].nbytes if len(out) else 0
+        first = int(np.searchsorted(self._starts, start, side="right") - 1)
+        row = start
+        for s in range(first, len(self.index.shards)):
+            if row >= stop:
+                break
+            local, end = row - int(self._starts[s]), min(stop, int(self._starts[s + 1]))
+            with open(self.directory / self.index.shards[s].file, "rb") as fh:
+                fh.seek(self._data_offset(s) + local * record)
+                target: Any = out[row - start : end - start]  # a C-contiguous slice: a buffer
+                view = memoryview(target).cast("B")
+                if fh.readinto(view) != view.nbytes:
+                    raise ShardError(
+                        f"{self.directory / self.index.shards[s].file}: shorter than its index says"
+                    )
+            row = end
+        return out
+
+    def _data_offset(self, s: int) -> int:
+        """Byte offset of shard ``s``'s first record (after its .npy header)."""
+        offset = self._offsets.get(s)
+        if offset is None:
+            with open(self.directory / self.index.shards[s].file, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                    version, np.lib.format.read_array_header_2_0
+                )
+                header(fh)  # parses it; leaves fh at the data
+                offset = fh.tell()
+            self._offsets[s] = offset
+        return offset
 
     def _tensor(self, s: int) -> torch.Tensor:
         t = self._tensors.get(s)

@@ -68,3 +68,85 @@ def evaluate_command(
         f"{split}: AUC {m['auc']:.4f}  pAUC {m['pauc']:.4f}  ECE {m['ece']:.4f}  "
         f"recall@FPR1e-3 {m['recall_at_fpr_1e-3']}  -> {out / 'metrics.json'}"
     )
+
+
+meta_app = typer.Typer(name="meta", help="Paper IV's ensemble: a meta-learner over several finders.")
+app.add_typer(meta_app)
+
+
+@meta_app.command("fit")
+def meta_fit_command(
+    shards: Annotated[Path, typer.Option(help="Shard directory with split, label (and tier) columns.")],
+    model: Annotated[
+        list[str],
+        typer.Option(
+            help="A member finder: bundle directory or training run ID in-process, or a model name with"
+            " --scorer (repeat: at least two)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Results directory (meta.json, metrics.json, roc.png).")],
+    name: Annotated[
+        str, typer.Option(help="The ensemble's name (registry training ID).")
+    ] = "paperIV_ensemble",
+    scorer: Annotated[
+        list[str] | None, typer.Option(help="Scorer host:port serving the members (repeat for replicas).")
+    ] = None,
+    fit_split: Annotated[str, typer.Option(help="Split the meta-learner is fitted on.")] = "val",
+    test_split: Annotated[str, typer.Option(help="Split it is reported on.")] = "test",
+    bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples (intervals, comparisons).", min=10)
+    ] = 1000,
+    device: Annotated[str, typer.Option(help=f"In-process: {DEVICE_HELP}.")] = "auto",
+    no_registry: Annotated[bool, typer.Option("--no-registry", help="Do not record the run.")] = False,
+    registry_url: Annotated[str | None, typer.Option(help="Registry database URL.")] = None,
+) -> None:
+    """Fit a stacked logistic meta-learner on the members' standardised clipped logits
+    (fit split), report the E04-eval metrics on the test split, and whether it beats each
+    member (paired-bootstrap 95% interval of the AUC difference above zero)."""
+    from lenscal.backends import bundle_path, open_scorer
+    from lenscal.data.shards import ShardReader
+    from lenscal.evaluation.meta import run_meta
+    from lenscal.registry.ids import check_id
+    from lenscal.registry.runs import recorded_run
+    from lenscal.registry.store import Registry
+
+    if not no_registry:
+        check_id("training", name)  # before any work
+    reader = ShardReader(shards)
+    on_server = bool(scorer)
+    opened = (
+        open_scorer(endpoints=scorer)
+        if on_server
+        else open_scorer(model=[bundle_path(m) for m in model], device=device)
+    )
+    with opened:
+        opened.wait_ready()
+        infos = [opened.model_info(m)[0] for m in model] if on_server else opened.model_info()
+        registry = None if no_registry else Registry(registry_url)
+        with recorded_run(
+            registry,
+            name,
+            kind="training",
+            results_dir=out,
+            parents=[(i.model_id, "member") for i in infos],
+            description="stacked logistic meta-learner over " + ", ".join(i.name for i in infos),
+            done_status="Trained",
+        ):
+            result = run_meta(
+                opened,
+                reader,
+                out,
+                name=name,
+                models=[i.name for i in infos],
+                fit_split=fit_split,
+                test_split=test_split,
+                bootstrap=bootstrap,
+            )
+    m = result.metrics
+    typer.echo(f"{name} on {test_split}: AUC {m['auc']:.4f}  pAUC {m['pauc']:.4f}  ECE {m['ece']:.4f}")
+    for member, c in m["comparison"]["members"].items():
+        low, high = c["delta_auc_95"]
+        verdict = "beats it" if c["beats"] else "does not beat it"
+        delta = f"{c['delta_auc']:+.4f} [{low:+.4f}, {high:+.4f}]"
+        typer.echo(f"  vs {member}: AUC {c['auc']:.4f}, delta {delta}: {verdict}")
+    typer.echo(f"-> {out / 'meta.json'}")

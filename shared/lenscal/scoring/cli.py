@@ -50,13 +50,12 @@ def score_command(
     from lenscal.data.ingest import open_reader
     from lenscal.fsutil import atomic_path
     from lenscal.rpc.auth import read_token
-    from lenscal.scoring.rows import score_rows
-    from lenscal.scoring.survey import survey_rows
+    from lenscal.scoring.rows import score_rows, split_rows
 
     interactive = sys.stderr.isatty()
     reader = open_reader(shards=shards, manifest=manifest, progress=interactive)
     table = reader.manifest()
-    rows = survey_rows(reader, split)
+    rows = split_rows(reader, split)
     if endpoint:
         scorer = open_scorer(
             endpoints=endpoint,
@@ -86,3 +85,105 @@ def score_command(
     with atomic_path(out) as tmp:
         frame.to_parquet(tmp, index=False)
     typer.echo(f"{len(frame)} cutouts scored on {where} -> {out}")
+
+
+@app.command("score-survey")
+def score_survey_command(
+    shards: Annotated[Path, typer.Option(help="Shard directory from `lenscal ingest` (the survey).")],
+    out: Annotated[Path, typer.Option(help="Catalogue directory (parts/, catalog.json, candidates).")],
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(help="Scorer replica host:port; repeat (round-robin, several streams each)."),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="In-process: a bundle directory or training run ID (repeat for several models). With"
+            " --endpoint: a model name the replicas serve (repeat; default every served model)."
+        ),
+    ] = None,
+    meta: Annotated[
+        Path | None, typer.Option(help="A meta-learner (`lenscal meta fit`) scored alongside its members.")
+    ] = None,
+    split: Annotated[str | None, typer.Option(help="Only rows of this split.")] = None,
+    top_k: Annotated[int, typer.Option(help="Candidates kept (candidates.parquet).", min=1)] = 1000,
+    rank_by: Annotated[
+        str | None,
+        typer.Option(help="Catalogue column ranking the candidates (default p_<meta or first model>)."),
+    ] = None,
+    part_rows: Annotated[
+        int, typer.Option(help="Rows per committed part (the resume unit).", min=1)
+    ] = 65_536,
+    read_rows: Annotated[int, typer.Option(help="Cutouts read from the shards at a time.", min=1)] = 4096,
+    streams_per_replica: Annotated[int, typer.Option(help="Concurrent streams per replica.", min=1)] = 4,
+    per_message: Annotated[int, typer.Option(help="Cutouts per message.", min=1)] = 64,
+    float32: Annotated[
+        bool, typer.Option("--float32", help="Send float32 (default float16: half the bytes).")
+    ] = False,
+    token_file: Annotated[Path | None, typer.Option(help="Bearer token file.")] = None,
+    device: Annotated[str, typer.Option(help=f"In-process only: {DEVICE_HELP}.")] = "auto",
+) -> None:
+    """Score every cutout of a survey into a partitioned Parquet catalogue (galaxy_id, ra, dec,
+    one probability per model, ids and weight hashes in catalog.json), resumable after a
+    kill with no row lost or repeated, with a top-k candidate list and its PNG gallery."""
+    import json
+
+    from lenscal.backends import bundle_path, open_scorer
+    from lenscal.data.shards import ShardReader
+    from lenscal.rpc.auth import read_token
+    from lenscal.scoring.meta import load_meta
+    from lenscal.scoring.survey import score_survey
+
+    reader = ShardReader(shards)
+    learner = load_meta(meta) if meta else None
+    if endpoint:
+        scorer = open_scorer(
+            endpoints=endpoint,
+            token=read_token(token_file) if token_file else None,
+            per_message=per_message,
+            wire_dtype="float32" if float32 else "float16",
+            streaming=True,
+            concurrency=streams_per_replica * len(endpoint),
+        )
+        names = list(model or [])
+    else:
+        if not model:
+            raise typer.BadParameter("give --endpoint (scorer replicas) or --model BUNDLE|ID (in-process)")
+        scorer = open_scorer(model=[bundle_path(m) for m in model], device=device)
+        names = []
+    with scorer:
+        scorer.wait_ready()
+        summary = score_survey(
+            scorer,
+            reader,
+            out,
+            models=names,
+            meta=learner,
+            split=split,
+            part_rows=part_rows,
+            read_rows=read_rows,
+            top_k=top_k,
+            rank_by=rank_by,
+            progress=sys.stderr.isatty(),
+        )
+    typer.echo(json.dumps({k: summary[k] for k in ("rows", "candidates", "gallery")}))
+    typer.echo(f"catalogue: {out / 'parts'} ({len(summary['models'])} model(s))")
+
+
+@app.command("plan")
+def plan_command(
+    n: Annotated[int, typer.Option(help="Cutouts to score (DR10: ~43,000,000).", min=1)],
+    rates: Annotated[
+        Path, typer.Option(help="Rates measured by bench/survey.py or `make bench-gpu`.")
+    ] = Path("bench/out/rates.json"),
+    gpus: Annotated[int, typer.Option(help="Devices, one scorer replica each.", min=1)] = 1,
+    readers: Annotated[
+        int | None, typer.Option(help="Shard-reading client processes (default 4 per device).", min=1)
+    ] = None,
+) -> None:
+    """Expected wall time to score N cutouts, and the stage that sets it (read, wire,
+    preprocess, model), from measured rates."""
+    from lenscal.scoring.plan import plan, read_rates
+
+    for line in plan(n, read_rates(rates), gpus=gpus, readers=readers).lines():
+        typer.echo(line)

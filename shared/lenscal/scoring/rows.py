@@ -18,6 +18,16 @@ from lenscal.scoring.api import Progress, Scorer, ScoreResult
 READ_ROWS = 4096
 
 
+def split_rows(reader: ShardReader, split: str | None = None) -> np.ndarray:
+    """Shard rows of ``split`` (all rows when None), in row order."""
+    if split is None:
+        return np.arange(len(reader))
+    table = reader.manifest()
+    if "split" not in table.columns:
+        raise LenscalError(f"{reader.directory}: no 'split' column to select {split!r} from")
+    return np.flatnonzero(table["split"].to_numpy() == split)
+
+
 def score_rows(
     scorer: Scorer,
     reader: ShardReader,

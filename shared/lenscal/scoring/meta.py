@@ -1,0 +1,108 @@
+"""A stacked meta-learner over several finders' scores (Paper IV's ensemble), as data.
+
+Features, one per member finder: its logit, clipped to +-``LOGIT_CLIP`` (a saturated
+float32 sigmoid carries no more information) and standardised with the mean and standard
+deviation it had on the split the meta-learner was fitted on. Model: logistic regression,
+p = sigmoid(intercept + sum_i coef_i * feature_i). Stored as JSON (``meta.json``, no
+pickle), with each member's model_id and weights SHA-256, so it is only ever applied to
+the scores of the very models it was fitted on. Fitting and reporting:
+``lenscal.evaluation.meta``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lenscal.errors import LenscalError
+from lenscal.fsutil import atomic_write_text
+from lenscal.scoring.api import ModelInfo, sigmoid
+
+META_FORMAT = "lenscal-meta/1"
+LOGIT_CLIP = 20.0
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str  # the model's name on the scorer (registry run id)
+    model_id: str
+    weights_sha256: str
+    preprocess: str  # the PreprocessSpec JSON the member's scores were made with
+    mean: float  # of the clipped logit on the fitting split
+    std: float
+
+
+@dataclass(frozen=True)
+class MetaLearner:
+    name: str
+    members: tuple[Member, ...]
+    coef: tuple[float, ...]
+    intercept: float
+
+    def features(self, logits: Mapping[str, np.ndarray]) -> np.ndarray:
+        missing = [m.name for m in self.members if m.name not in logits]
+        if missing:
+            raise LenscalError(f"meta-learner {self.name}: no scores from member(s) {missing}")
+        columns = [
+            (np.clip(np.asarray(logits[m.name], np.float64), -LOGIT_CLIP, LOGIT_CLIP) - m.mean) / m.std
+            for m in self.members
+        ]
+        return np.stack(columns, axis=1)
+
+    def predict_proba(self, logits: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Probabilities from each member's logits (name -> (N,) array)."""
+        return sigmoid(self.features(logits) @ np.asarray(self.coef) + self.intercept)
+
+    def check_members(self, infos: Sequence[ModelInfo]) -> None:
+        """Refuse scores from models other than the ones fitted on (same name, other weights or
+        preprocessing)."""
+        by_name = {i.name: i for i in infos}
+        for m in self.members:
+            info = by_name.get(m.name)
+            if info is None:
+                raise LenscalError(f"meta-learner {self.name}: member {m.name} is not among the models")
+            if info.weights_sha256 != m.weights_sha256 or info.spec.to_json() != m.preprocess:
+                raise LenscalError(
+                    f"meta-learner {self.name}: {m.name} has other weights or preprocessing than it"
+                    f" was fitted on (weights {info.weights_sha256[:12]} vs {m.weights_sha256[:12]});"
+                    " refit it"
+                )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": META_FORMAT,
+            "name": self.name,
+            "model": "logistic regression on standardised clipped logits",
+            "logit_clip": LOGIT_CLIP,
+            "members": [m.__dict__ for m in self.members],
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
+        return Path(path)
+
+
+def load_meta(path: str | Path) -> MetaLearner:
+    """A meta-learner from its meta.json (a file, or a directory holding one)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "meta.json"
+    try:
+        raw = json.loads(file.read_text())
+        if raw.get("format") != META_FORMAT:
+            raise ValueError(f"format {raw.get('format')!r}, expected {META_FORMAT}")
+        members = tuple(Member(**m) for m in raw["members"])
+        coef = tuple(float(c) for c in raw["coef"])
+        if len(coef) != len(members) or any(m.std <= 0 for m in members):
+            raise ValueError("coefficients and members disagree, or a zero spread")
+        return MetaLearner(str(raw["name"]), members, coef, float(raw["intercept"]))
+    except FileNotFoundError:
+        raise LenscalError(f"{file}: no meta-learner here (fit one with `lenscal meta fit`)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LenscalError(f"{file}: not a valid meta-learner ({exc})") from None

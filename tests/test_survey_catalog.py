@@ -1,0 +1,249 @@
+"""Survey-scale scoring into a catalogue (lenscal.scoring.survey, `lenscal score-survey`):
+schema and top-k against plain in-process scoring, resume after kill -9 with exactly one row
+per cutout, flat memory as the survey grows, the meta-learner on synthetic scores with a
+known answer and on the mock survey, and the capacity planner against hand-computed times."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lenscal.data.shards import ShardReader
+from lenscal.errors import LenscalError
+from lenscal.evaluation.meta import compare, fit_meta
+from lenscal.preprocess import PreprocessSpec
+from lenscal.scoring.api import ModelInfo
+from lenscal.scoring.local import LocalScorer
+from lenscal.scoring.meta import load_meta
+from lenscal.scoring.plan import plan, read_rates
+from lenscal.scoring.survey import score_survey
+
+from .conftest import LENSCAL, make_toy_cutouts
+from .worlds import small_bundle
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Mock survey shards with train/val/test splits, and two small finders that differ."""
+    from lenscal.data.ingest import ingest
+    from lenscal.mock import make_mock_survey
+
+    root = tmp_path_factory.mktemp("survey")
+    survey = make_mock_survey(
+        root / "mock", n=360, seed=8, positive_fraction=0.3, split_scheme="70_15_15", progress=False
+    )
+    ingest(survey.manifest, root / "shards", dtype="float16", progress=False)
+    a = small_bundle(root / "a", run_id="resnet-gen8")
+    b = small_bundle(root / "b", spec=PreprocessSpec(clip_range=4.0), run_id="resnet-gen9")
+    return {"shards": root / "shards", "a": a, "b": b, "root": root}
+
+
+def test_catalogue_schema_and_top_k_equal_in_process_scoring(world: dict[str, Path], tmp_path: Path) -> None:
+    reader = ShardReader(world["shards"])
+    manifest = reader.manifest()
+    with LocalScorer([world["a"], world["b"]], device="cpu") as scorer:
+        summary = score_survey(scorer, reader, tmp_path / "cat", part_rows=64, read_rows=50, top_k=10)
+        everything = reader.read(np.arange(len(reader)), dtype=None)
+        direct = {m: scorer.score(everything, model=m).probabilities for m in ("resnet-gen8", "resnet-gen9")}
+    table = pd.read_parquet(tmp_path / "cat" / "parts").sort_values("row").reset_index(drop=True)
+    assert list(table.columns) == [
+        "galaxy_id", "ra", "dec", "row",
+        "logit_resnet-gen8", "p_resnet-gen8", "logit_resnet-gen9", "p_resnet-gen9",
+    ]  # fmt: skip
+    assert table["row"].tolist() == list(range(len(reader))) and summary["rows"] == len(reader)
+    assert (table["galaxy_id"] == manifest["galaxy_id"].astype(str)).all()
+    np.testing.assert_array_equal(table["ra"], manifest["ra"])
+    np.testing.assert_array_equal(table["dec"], manifest["dec"])
+    for name, p in direct.items():
+        np.testing.assert_allclose(table[f"p_{name}"], p, atol=1e-6)
+    assert not np.allclose(direct["resnet-gen8"], direct["resnet-gen9"])  # two different finders
+    catalog = json.loads((tmp_path / "cat" / "catalog.json").read_text())
+    assert catalog["complete"] is True and [m["name"] for m in catalog["models"]] == [
+        "resnet-gen8",
+        "resnet-gen9",
+    ]
+    assert all(len(m["weights_sha256"]) == 64 and len(m["bundle_sha256"]) == 64 for m in catalog["models"])
+    # top-k by the first model's probability, ties by row: the same as sorting in memory
+    order = np.lexsort((np.arange(len(reader)), -direct["resnet-gen8"]))[:10]
+    candidates = pd.read_parquet(tmp_path / "cat" / "candidates.parquet")
+    assert candidates["row"].tolist() == order.tolist()
+    assert (tmp_path / "cat" / "candidates.png").stat().st_size > 10_000
+    # a rerun with other models into the same directory is refused, not mixed in
+    with LocalScorer([world["a"]], device="cpu") as scorer, pytest.raises(LenscalError, match="other models"):
+        score_survey(scorer, reader, tmp_path / "cat", part_rows=64)
+
+
+def test_resume_after_kill_gives_exactly_one_row_per_cutout(world: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "cat"
+    command = [
+        *LENSCAL, "score-survey", "--shards", str(world["shards"]), "--out", str(out),
+        "--model", str(world["a"]), "--part-rows", "16", "--read-rows", "8", "--device", "cpu",
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list((out / "parts").glob("part-*.parquet"))) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "parts").glob("part-*.parquet")}
+    n = len(ShardReader(world["shards"]))
+    assert 3 <= len(before) < -(-n // 16), "the kill should land mid-run"
+    assert json.loads((out / "catalog.json").read_text())["complete"] is False
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    table = pd.read_parquet(out / "parts")
+    assert sorted(table["row"]) == list(range(n))  # none lost, none twice
+    assert all((out / "parts" / name).stat().st_mtime_ns == t for name, t in before.items())  # kept
+
+
+def _peak_rss_mb(command: list[str]) -> float:
+    """Peak resident memory of ``command``, measured by a parent that only waits for it."""
+    probe = (
+        "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if r.returncode == 0 else -1)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=600)
+    kb = float(run.stdout.strip().splitlines()[-1])
+    assert kb > 0, run.stderr
+    return kb / 1024
+
+
+def test_memory_stays_flat_as_the_survey_grows(world: dict[str, Path], tmp_path: Path) -> None:
+    from lenscal.data.ingest import ingest
+
+    peaks = {}
+    for n in (400, 2400):
+        manifest = make_toy_cutouts(tmp_path / f"toy{n}", n, seed=n)
+        ingest(manifest, tmp_path / f"shards{n}", dtype="float16", progress=False)
+        peaks[n] = _peak_rss_mb([
+            *LENSCAL, "score-survey", "--shards", str(tmp_path / f"shards{n}"),
+            "--out", str(tmp_path / f"c{n}"), "--model", str(world["a"]),
+            "--part-rows", "256", "--read-rows", "128", "--device", "cpu",
+        ])  # fmt: skip
+        assert len(pd.read_parquet(tmp_path / f"c{n}" / "parts")) == n
+    # 2,000 more cutouts held in memory would add ~240 MB as float32 (~120 MB as float16)
+    assert peaks[2400] < peaks[400] + 40, peaks
+
+
+def _info(name: str) -> ModelInfo:
+    return ModelInfo(name, name, "bottlenecked_resnet", (3, 101, 101), PreprocessSpec(), 8, "onnx", "cpu",
+                     name * 4, False, name * 4)  # fmt: skip
+
+
+def test_meta_learner_beats_a_finder_only_where_it_does() -> None:
+    rng = np.random.default_rng(3)
+    n = 6000
+    y = rng.random(n) < 0.3
+
+    def finder(noise: np.ndarray) -> np.ndarray:
+        return 1.2 * y + noise
+
+    # Two finders with independent errors: together they see more than either alone.
+    a = finder(rng.normal(size=n))
+    b = finder(rng.normal(size=n))
+    half = n // 2
+    meta = fit_meta("stack", {"A": a[:half], "B": b[:half]}, y[:half], [_info("A"), _info("B")])
+    verdict = compare(meta, {"A": a[half:], "B": b[half:]}, y[half:], bootstrap=300)
+    assert verdict["members"]["A"]["beats"] and verdict["members"]["B"]["beats"]
+    assert verdict["auc_meta"] > max(verdict["members"][m]["auc"] for m in "AB") + 0.02
+    # B a noisy copy of A: nothing new to learn; no claim that the ensemble beats A.
+    copy = a + rng.normal(scale=0.5, size=n)
+    meta = fit_meta("stack", {"A": a[:half], "B": copy[:half]}, y[:half], [_info("A"), _info("B")])
+    verdict = compare(meta, {"A": a[half:], "B": copy[half:]}, y[half:], bootstrap=300)
+    assert not verdict["members"]["A"]["beats"]
+    assert (
+        verdict["members"]["A"]["delta_auc_95"][0] <= 0 <= verdict["members"]["A"]["delta_auc_95"][1] + 1e-3
+    )
+    assert verdict["members"]["B"]["beats"]  # the noisier copy alone is worse than A (and the stack)
+
+
+def test_meta_fit_records_the_ensemble_and_the_survey_scores_it(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    registry = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    fit = subprocess.run(
+        [*LENSCAL, "meta", "fit", "--shards", str(world["shards"]), "--model", str(world["a"]),
+         "--model", str(world["b"]), "--out", str(tmp_path / "meta"), "--bootstrap", "50",
+         "--registry-url", registry, "--device", "cpu"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr
+    assert "vs resnet-gen8" in fit.stdout and "vs resnet-gen9" in fit.stdout
+    metrics = json.loads((tmp_path / "meta" / "metrics.json").read_text())
+    assert {"auc", "pauc", "ece", "recall_at_fpr_1e-3", "thresholds", "comparison"} <= set(metrics)
+    assert metrics["test_split"] == "test" and metrics["n"] == int(
+        (ShardReader(world["shards"]).manifest()["split"] == "test").sum()
+    )
+    from lenscal.registry.store import Registry
+
+    record = Registry(registry).get("paperIV_ensemble")
+    assert record.status == "Trained" and {p["role"] for p in record.parents} <= {"member"}
+    learner = load_meta(tmp_path / "meta")
+    out = tmp_path / "cat"
+    run = subprocess.run(
+        [*LENSCAL, "score-survey", "--shards", str(world["shards"]), "--out", str(out),
+         "--model", str(world["a"]), "--model", str(world["b"]), "--meta", str(tmp_path / "meta"),
+         "--top-k", "5", "--device", "cpu"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    table = pd.read_parquet(out / "parts")
+    expected = learner.predict_proba(
+        {m: table[f"logit_{m}"].to_numpy() for m in ("resnet-gen8", "resnet-gen9")}
+    )
+    np.testing.assert_allclose(table["p_paperIV_ensemble"], expected, rtol=1e-12)
+    assert pd.read_parquet(out / "candidates.parquet")["p_paperIV_ensemble"].is_monotonic_decreasing
+    # a meta-learner is refused for a model with other weights under a member's name
+    other = small_bundle(tmp_path / "other", spec=PreprocessSpec(clip_range=7.0), run_id="resnet-gen8")
+    with (
+        LocalScorer([other, world["b"]], device="cpu") as scorer,
+        pytest.raises(LenscalError, match="other weights or preprocessing"),
+    ):
+        score_survey(scorer, ShardReader(world["shards"]), tmp_path / "cat2", meta=learner)
+
+
+def test_planner_against_hand_computed_times(tmp_path: Path) -> None:
+    rates = {
+        "device": "H100",
+        "source": "test",
+        "stages": {
+            "read": {"cutouts_per_s": 12_000, "per": "process"},
+            "wire": {"cutouts_per_s": 35_000, "per": "replica"},
+            "preprocess": {"cutouts_per_s": 200_000, "per": "gpu"},
+            "model": {"cutouts_per_s": 50_000, "per": "gpu"},
+        },
+    }
+    path = tmp_path / "rates.json"
+    path.write_text(json.dumps(rates))
+    # one GPU, 4 readers: read 48k/s, wire 35k/s, device 1/(1/200k + 1/50k) = 40k/s -> wire
+    one = plan(43_000_000, read_rates(path), gpus=1)
+    assert one.bottleneck == "wire" and one.wall_s == pytest.approx(43e6 / 35_000)
+    # 8 GPUs, 8 readers: read 96k/s, wire 280k/s, device 320k/s -> read
+    eight = plan(43_000_000, read_rates(path), gpus=8, readers=8)
+    assert eight.bottleneck == "read" and eight.wall_s == pytest.approx(43e6 / 96_000)
+    # a faster wire and plenty of readers: the device, mostly the model (80% of its time)
+    rates["stages"]["wire"]["cutouts_per_s"] = 100_000
+    path.write_text(json.dumps(rates))
+    fast = plan(43_000_000, read_rates(path), gpus=1, readers=100)
+    assert fast.bottleneck == "device: model 80% + preprocess 20%"
+    assert fast.wall_s == pytest.approx(43e6 / 40_000)
+    del rates["stages"]["read"]
+    path.write_text(json.dumps(rates))
+    partial = plan(1000, read_rates(path))
+    assert "read       not measured (left out)" in "\n".join(partial.lines())
+    path.write_text(json.dumps({"stages": {"disk": {"cutouts_per_s": 1}}}))
+    with pytest.raises(LenscalError, match="unknown stage 'disk'"):
+        read_rates(path)
+    cli = subprocess.run([*LENSCAL, "plan", "--n", "1000", "--rates", str(tmp_path / "none.json")],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert cli.returncode == 2 and "bench/survey.py" in cli.stderr
