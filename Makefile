@@ -15,13 +15,13 @@ PROTO_STAMP := shared/lenscal_pb/.generated
 PYTEST_ARGS ?=
 DEMO_OUT ?= demo-output
 
-.PHONY: help venv proto test test-unit test-e2e lint demo bench clean images up down smoke
+.PHONY: help venv proto test test-unit test-e2e lint demo bench bench-gpu clean images up down smoke
 
 help:
 	@echo "make demo   - set up and run the demo on embedded defaults (writes $(DEMO_OUT)/)"
 	@echo "make test   - set up, lint, and run the whole test suite"
 	@echo "make lint   - ruff + mypy"
-	@echo "make bench  - benchmarks in bench/ (not part of the tests)"
+	@echo "make bench  - benchmarks in bench/ (not part of the tests); make bench-gpu on a GPU machine"
 	@echo "make images - build the container images (deploy/Dockerfile); make up / make down"
 	@echo "make smoke  - the container smoke test (deploy/smoke-test.sh; SMOKE_ARGS for CI options)"
 
@@ -64,6 +64,11 @@ bench: $(PROTO_STAMP)
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/scorer.py
 	$(BIN)/python bench/grid.py
+	$(BIN)/python bench/survey.py
+
+# On a lent GPU machine: every GPU figure in one JSON (bench/out/gpu.json), under 8 minutes.
+bench-gpu: $(PROTO_STAMP)
+	$(BIN)/python bench/gpu.py
 
 clean:
 	rm -rf $(VENV) $(PROTO_STAMP) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
