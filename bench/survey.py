@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 OUT = Path(__file__).resolve().parent / "out"
+sys.path.insert(0, str(OUT.parent.parent))  # tests.conftest
 
 
 def build_survey(root: Path, n: int, unique: int, shard_rows: int = 1024) -> Path:
@@ -46,21 +47,11 @@ def build_survey(root: Path, n: int, unique: int, shard_rows: int = 1024) -> Pat
 
     base = root / "base"
     if not (base / "shards.json").is_file():
-        rng = np.random.default_rng(0)
-        toy = root / "toy"
-        toy.mkdir(parents=True, exist_ok=True)
-        yy, xx = np.mgrid[0:101, 0:101]
-        blob = np.exp(-((yy - 50) ** 2 + (xx - 50) ** 2) / 40.0).astype(np.float32)
-        from lenscal.data.cutouts import write_cutout_npz
+        from tests.conftest import make_toy_cutouts  # noise + a galaxy blob, as the tests use
 
-        rows = []
-        for i in range(unique):
-            cube = rng.normal(0, 0.01, (3, 101, 101)).astype(np.float32) + rng.uniform(0.05, 3) * blob
-            write_cutout_npz(toy / f"c{i:06d}.npz", cube, {"galaxy_id": f"u{i}"})
-            rows.append({"galaxy_id": f"u{i}", "cutout_path": f"c{i:06d}.npz", "ra": 0.0, "dec": 0.0})
-        pd.DataFrame(rows).to_parquet(toy / "manifest.parquet", index=False)
-        ingest(toy / "manifest.parquet", base, dtype="float16", shard_size=shard_rows, progress=False)
-        shutil.rmtree(toy)
+        manifest = make_toy_cutouts(root / "toy", unique, seed=0)
+        ingest(manifest, base, dtype="float16", shard_size=shard_rows, progress=False)
+        shutil.rmtree(root / "toy")
     source = ShardReader(base)
     survey = root / f"survey-{n}"
     if (survey / "shards.json").is_file():

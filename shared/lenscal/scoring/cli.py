@@ -5,13 +5,30 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from lenscal.device import DEVICE_HELP
+from lenscal.scoring.api import Scorer
 
 app = typer.Typer()
+
+
+def _replicas(
+    endpoint: list[str], token_file: Path | None, float32: bool, per_message: int, **options: Any
+) -> Scorer:
+    """A GrpcScorer over ``endpoint`` with the commands' shared wire options."""
+    from lenscal.backends import open_scorer
+    from lenscal.rpc.auth import read_token
+
+    return open_scorer(
+        endpoints=endpoint,
+        token=read_token(token_file) if token_file else None,
+        per_message=per_message,
+        wire_dtype="float32" if float32 else "float16",
+        **options,
+    )
 
 
 @app.command("score")
@@ -49,7 +66,6 @@ def score_command(
     from lenscal.backends import open_scorer
     from lenscal.data.ingest import open_reader
     from lenscal.fsutil import atomic_path
-    from lenscal.rpc.auth import read_token
     from lenscal.scoring.rows import score_rows, split_rows
 
     interactive = sys.stderr.isatty()
@@ -57,13 +73,8 @@ def score_command(
     table = reader.manifest()
     rows = split_rows(reader, split)
     if endpoint:
-        scorer = open_scorer(
-            endpoints=endpoint,
-            token=read_token(token_file) if token_file else None,
-            per_message=per_message,
-            wire_dtype="float32" if float32 else "float16",
-            concurrency=concurrency,
-            streaming=streaming,
+        scorer = _replicas(
+            endpoint, token_file, float32, per_message, concurrency=concurrency, streaming=streaming
         )
         served_model, where = model, ", ".join(endpoint)
     else:
@@ -130,18 +141,17 @@ def score_survey_command(
 
     from lenscal.backends import bundle_path, open_scorer
     from lenscal.data.shards import ShardReader
-    from lenscal.rpc.auth import read_token
     from lenscal.scoring.meta import load_meta
     from lenscal.scoring.survey import score_survey
 
     reader = ShardReader(shards)
     learner = load_meta(meta) if meta else None
     if endpoint:
-        scorer = open_scorer(
-            endpoints=endpoint,
-            token=read_token(token_file) if token_file else None,
-            per_message=per_message,
-            wire_dtype="float32" if float32 else "float16",
+        scorer = _replicas(
+            endpoint,
+            token_file,
+            float32,
+            per_message,
             streaming=True,
             concurrency=streams_per_replica * len(endpoint),
         )
