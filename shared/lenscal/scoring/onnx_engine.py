@@ -70,7 +70,13 @@ def _export(path: object) -> None:
             f"{path}: has no {ONNX} and {RAW_ONNX}, and this scorer has no torch to export them;"
             f" run 'lenscal export-onnx {path}' where torch is installed"
         ) from None
-    export_onnx(str(path))
+    try:
+        export_onnx(str(path))
+    except OSError as exc:  # a read-only mount (a scorer container's checkpoint volume)
+        raise BundleError(
+            f"{path}: has no {RAW_ONNX} and it cannot be written here ({exc.strerror}); run"
+            f" 'lenscal export-onnx {path}' where the bundle is writable"
+        ) from None
 
 
 def _preprocess_with_torch(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
