@@ -184,8 +184,9 @@ def score_survey_command(
 def plan_command(
     n: Annotated[int, typer.Option(help="Cutouts to score (DR10: ~43,000,000).", min=1)],
     rates: Annotated[
-        Path, typer.Option(help="Rates measured by bench/survey.py or `make bench-gpu`.")
-    ] = Path("bench/out/rates.json"),
+        Path | None,
+        typer.Option(help="Rates file (default bench/out/rates-gpu.json, else rates-cpu.json)."),
+    ] = None,
     gpus: Annotated[int, typer.Option(help="Devices, one scorer replica each.", min=1)] = 1,
     readers: Annotated[
         int | None, typer.Option(help="Shard-reading client processes (default 4 per device).", min=1)
@@ -195,5 +196,10 @@ def plan_command(
     preprocess, model), from measured rates."""
     from lenscal.scoring.plan import plan, read_rates
 
+    if rates is None:  # what `make bench-gpu`, else bench/survey.py, measured here
+        found = [
+            p for p in (Path("bench/out/rates-gpu.json"), Path("bench/out/rates-cpu.json")) if p.is_file()
+        ]
+        rates = found[0] if found else Path("bench/out/rates-gpu.json")
     for line in plan(n, read_rates(rates), gpus=gpus, readers=readers).lines():
         typer.echo(line)
