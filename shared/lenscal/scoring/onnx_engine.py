@@ -6,7 +6,6 @@ is installed, and refused with a reason where it is not (the torch-free scorer i
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
@@ -35,26 +34,16 @@ class OnnxEngine:
         if device.strip().lower().startswith("cuda:"):  # the GPU asked for, by index
             index = int(device.split(":", 1)[1])
             providers = [(p, {"device_id": index}) if p != "CPUExecutionProvider" else p for p in providers]
-        self._ort, self._providers, self._lock = ort, providers, threading.Lock()
-        # The raw graph serves ordinary requests; model.onnx (preprocessed input, overrides)
-        # is opened on first use, so a scorer that never gets such a request never loads a
-        # second copy of the network (both files are checked by the seal already).
-        self.sessions = {RAW_ONNX: self._open(RAW_ONNX)}
-        used = self.sessions[RAW_ONNX].get_providers()
+        self.sessions = {name: self._session(ort, name, providers) for name in (ONNX, RAW_ONNX)}
+        used = self.sessions[ONNX].get_providers()
         self.device = "cuda" if any(p != "CPUExecutionProvider" for p in used) else "cpu"
 
-    def _open(self, name: str) -> Any:
+    def _session(self, ort: Any, name: str, providers: list[Any]) -> Any:
         path = self.bundle.path / name
         try:
-            return self._ort.InferenceSession(str(path), providers=self._providers)
+            return ort.InferenceSession(str(path), providers=providers)
         except Exception as exc:  # onnxruntime raises its own types for a file it cannot use
             raise BundleError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
-
-    def _session(self, name: str) -> Any:
-        with self._lock:
-            if name not in self.sessions:
-                self.sessions[name] = self._open(name)
-            return self.sessions[name]
 
     def infer(
         self, batch: np.ndarray, spec: PreprocessSpec | None, embeddings: bool
@@ -67,7 +56,7 @@ class OnnxEngine:
         else:
             x, graph = _preprocess_with_torch(x, spec), ONNX
         outputs = ["logits", "embeddings"] if embeddings else ["logits"]
-        result = self._session(graph).run(outputs, {"cutouts": x})
+        result = self.sessions[graph].run(outputs, {"cutouts": x})
         return result[0].astype(np.float32), (result[1].astype(np.float32) if embeddings else None)
 
 
