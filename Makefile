@@ -81,7 +81,7 @@ COMPOSE_ENV ?=
 SMOKE_ARGS ?=
 
 images: $(STAMP)
-	$(COMPOSE) --profile tools build
+	$(COMPOSE) --profile tools --profile onnx build
 
 up: $(STAMP)
 	$(COMPOSE) $(foreach p,$(PROFILES),--profile $(p)) $(if $(COMPOSE_ENV),--env-file $(COMPOSE_ENV)) up -d --wait
