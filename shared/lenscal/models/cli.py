@@ -41,8 +41,10 @@ def import_checkpoint_command(
     checkpoint: Annotated[
         Path, typer.Argument(help="A team checkpoint (torch.save of a dict with 'model').")
     ],
-    arch: Annotated[str, typer.Option(help="Architecture of the checkpoint.")],
     out: Annotated[Path, typer.Option(help="Bundle directory to write.")],
+    arch: Annotated[
+        str | None, typer.Option(help="Architecture of the checkpoint; default: its train.arch.")
+    ] = None,
     preprocess: Annotated[
         str | None,
         typer.Option(

@@ -22,6 +22,7 @@ from lenscal.fsutil import atomic_path, sha256_file
 from lenscal.models.architectures import ModelError, architecture, create_model, pretrained_dir
 from lenscal.models.bundle import export_onnx, save_bundle
 from lenscal.preprocess import ANNULUS_GEN1_4, TEAM_CROP_SIZE, PreprocessSpec
+from lenscal.preprocess_spec import KINDS
 
 #: Where a team checkpoint keeps its model's state dict, in the order looked for.
 STATE_KEYS = ("model", "model_state_dict", "state_dict")
@@ -89,33 +90,84 @@ def import_weights(path: str | Path, arch: str) -> Path:
     return target
 
 
+#: The team's ``preprocess_stack`` defaults: its STAMP_SIZE crop and the (20, 32) px annulus.
+TEAM_CLIP_RANGE = 10.0
+#: "No clip": the loader of 2026-02-09 (train.py before the clip was added) did not clip.
+UNCLIPPED = 1e30
+
+
 def spec_from_checkpoint(checkpoint: Any) -> PreprocessSpec | None:
-    """The preprocessing a team checkpoint records: its ``preprocess_spec`` (mode, crop,
-    crop_size, clip_range, annulus), else its ``dataset`` config; None when it says nothing."""
+    """The preprocessing a team checkpoint records, read by the rules of the format that
+    saved it (None when it records nothing):
+
+    - ``preprocess_spec`` (dhs/train.py from 2026-02-13: ``PreprocessSpec.to_dict()``):
+      ``mode`` is the normalisation kind; ``crop`` with ``crop_size`` (0: the team's 64 px);
+      ``clip_range``; ``annulus_r_in``/``annulus_r_out`` (None: (20, 32) px).
+    - only ``dataset`` (``DatasetConfig.__dict__``, dhs/train.py before 2026-02-13): here
+      ``dataset.mode`` is the *data* mode (file_manifest, paired, unpaired_manifest) and
+      ``dataset.preprocessing`` the kind. The crop is the loader's at that version: without
+      a ``crop`` key (before 2026-02-11) every cutout was cropped to 64 px; with it, cropped
+      when ``crop`` (``crop_size`` 0: 64 px). Annulus radii <= 0 or absent: (20, 32) px. Clip
+      10, except the loader of 2026-02-09 (no ``cutout_path_col`` key yet), which did not
+      clip (``UNCLIPPED``)."""
     if not isinstance(checkpoint, dict):
         return None
     recorded = checkpoint.get("preprocess_spec")
-    dataset = checkpoint.get("dataset") if isinstance(checkpoint.get("dataset"), dict) else None
-    source = recorded if isinstance(recorded, dict) else dataset
-    if source is None:
+    if isinstance(recorded, dict):
+        return _spec(
+            recorded,
+            "preprocess_spec",
+            kind=recorded.get("mode"),
+            kind_key="preprocess_spec.mode",
+            crop=bool(recorded.get("crop", True)),
+            clip=recorded.get("clip_range", TEAM_CLIP_RANGE),
+        )
+    dataset = checkpoint.get("dataset")
+    if not isinstance(dataset, dict):
         return None
-    kind = source.get("mode") or source.get("preprocessing") or "raw_robust"
-    crop = bool(source.get("crop", True))  # the team's loader default
-    crop_size = int(source.get("crop_size") or 0) or TEAM_CROP_SIZE
-    r_in = source.get("annulus_r_in")
-    r_out = source.get("annulus_r_out")
-    return PreprocessSpec(
-        kind=kind,
-        annulus_r_in=float(r_in) if r_in is not None else ANNULUS_GEN1_4[0],
-        annulus_r_out=float(r_out) if r_out is not None else ANNULUS_GEN1_4[1],
-        clip_range=float(source.get("clip_range", 10.0)),
-        crop_size=crop_size if crop else None,
+    return _spec(
+        dataset,
+        "dataset",
+        kind=dataset.get("preprocessing"),
+        kind_key="dataset.preprocessing",
+        crop=bool(dataset.get("crop", True)),
+        clip=TEAM_CLIP_RANGE if "cutout_path_col" in dataset else UNCLIPPED,
     )
+
+
+def _spec(
+    source: dict[str, Any], section: str, *, kind: Any, kind_key: str, crop: bool, clip: Any
+) -> PreprocessSpec:
+    if not isinstance(kind, str):
+        raise ModelError(
+            f"the checkpoint's {kind_key} is {kind!r}, not a preprocessing kind ({', '.join(KINDS)})"
+        )
+    if kind not in KINDS:
+        raise ModelError(
+            f"the checkpoint's {kind_key} is {kind!r}; known preprocessing kinds: {', '.join(KINDS)}"
+        )
+    r_in, r_out = source.get("annulus_r_in"), source.get("annulus_r_out")
+    annulus = ANNULUS_GEN1_4
+    if r_in is not None and r_out is not None and float(r_in) > 0 and float(r_out) > 0:
+        annulus = (float(r_in), float(r_out))
+    crop_size = int(source.get("crop_size") or 0) or TEAM_CROP_SIZE
+    try:
+        return PreprocessSpec(
+            kind=kind,
+            annulus_r_in=annulus[0],
+            annulus_r_out=annulus[1],
+            clip_range=float(clip),
+            crop_size=crop_size if crop else None,
+        )
+    except ValueError as exc:
+        raise ModelError(
+            f"the checkpoint's {section} does not describe a valid preprocessing: {exc}"
+        ) from None
 
 
 def import_checkpoint(
     path: str | Path,
-    arch: str,
+    arch: str | None,
     out: str | Path,
     *,
     spec: PreprocessSpec | None = None,
@@ -123,11 +175,17 @@ def import_checkpoint(
     model_args: dict[str, Any] | None = None,
 ) -> Path:
     """A team checkpoint -> a checked, ONNX-exported lenscal bundle at ``out``. ``spec``
-    overrides what the checkpoint records; one of the two must say how to preprocess."""
+    overrides what the checkpoint records; one of the two must say how to preprocess.
+    ``arch`` None: the architecture the checkpoint's ``train.arch`` names."""
+    checkpoint = read_weights_file(path)
+    if arch is None:
+        train = checkpoint.get("train") if isinstance(checkpoint, dict) else None
+        arch = train.get("arch") if isinstance(train, dict) else None
+        if not isinstance(arch, str):
+            raise ModelError(f"{path}: records no architecture (train.arch); give it with --arch")
     entry = architecture(arch)
     if entry.from_team is None:
         raise ModelError(f"{arch}: no team checkpoint format is known for this architecture")
-    checkpoint = read_weights_file(path)
     team_state = state_dict_of(checkpoint, path)
     chosen = spec or spec_from_checkpoint(checkpoint)
     if chosen is None:
