@@ -77,6 +77,15 @@ def test_render_round_trip_equals_in_process(service: tuple[str, int]) -> None:
     np.testing.assert_array_equal(arcs, render_arcs(params, RenderSpec(oversample=2)).numpy())
 
 
+def test_team_clumps_cross_the_wire(service: tuple[str, int]) -> None:
+    """The team's clump model (mixing fraction per arc) renders the same through the service."""
+    params = sample_params(get_prior("team_d01_d05"), np.full(8, 1.5), np.full((8, 3), 1.2), seed=3)
+    assert params.clump_mix is not None and bool((params.clump_mix > 0).any())
+    with GrpcInjector(service[0]) as client:
+        arcs = client.render(params, options=RenderOptions(oversample=2))
+    np.testing.assert_array_equal(arcs, render_arcs(params, RenderSpec(oversample=2)).numpy())
+
+
 def test_inject_bytes_with_poisson_is_reproducible(service: tuple[str, int], hosts: np.ndarray) -> None:
     params = _params(6, seed=2)
     options = RenderOptions(poisson_gain=150.0, noise_seed=9)

@@ -18,6 +18,7 @@ def params_from_proto(messages: list[injector_pb2.ArcParams], *, field: str) -> 
         record: dict[str, object] = {name: getattr(m, name) for name in PARAM_NAMES}
         if m.clumps:
             record["clumps"] = [[c.dx, c.dy, c.sigma, c.fraction] for c in m.clumps]
+            record["clump_mix"] = m.clump_mix
         records.append(record)
     try:
         return ArcParams.from_records(records)

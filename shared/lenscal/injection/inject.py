@@ -68,6 +68,7 @@ def inject(
     truth = pd.DataFrame(params.to("cpu").records())
     truth["r_e_major_axis"] = truth["r_e"] / np.sqrt(truth["q_src"])  # arcsec, along the major axis
     truth["magnification"] = noiseless.magnification.cpu().numpy()
+    truth = pd.concat([truth, clump_truth(params, noiseless.clump_added)], axis=1)
     flux = noiseless.arcs.double().sum(dim=(-2, -1)).cpu().numpy()
     with np.errstate(divide="ignore"):
         for b, band in enumerate(BANDS):
@@ -81,6 +82,30 @@ def inject(
         truth["noise_key"] = [str(k) for k in noise_keys]
     truth["poisson_gain"] = spec.poisson_gain if spec.poisson_gain is not None else np.inf
     return InjectionResult(images=images, arcs=arcs, truth=truth)
+
+
+def clump_truth(params: ArcParams, added: torch.Tensor | None) -> pd.DataFrame:
+    """Per injection: ``clump_model`` (none, gaussian, team), ``n_clumps``, ``clump_fraction``
+    (Gaussian: of the unlensed flux; team: the mixing fraction m) and ``clump_flux_r`` (nmgy,
+    r band: Gaussian: the unlensed flux the clumps carry; team: the flux the mixing adds in
+    the stamp before the PSF, which the team's model does not conserve)."""
+    n = len(params)
+    p = params.to("cpu")
+    weights = p.clumps[..., 3] if p.clumps is not None else torch.zeros((n, 0), dtype=torch.float64)
+    count = (weights > 0).sum(-1).numpy()
+    team = p.team_clump_rows().numpy()
+    mix = p.clump_mix.numpy() if p.clump_mix is not None else np.zeros(n)
+    flux_r = 10.0 ** (-0.4 * (p.mag_r.numpy() - 22.5))
+    fraction = np.where(team, mix, weights.sum(-1).numpy())
+    gained = added.cpu().double().numpy() if added is not None else np.zeros(n)
+    return pd.DataFrame(
+        {
+            "clump_model": np.where(count == 0, "none", np.where(team, "team", "gaussian")),
+            "n_clumps": count.astype(np.int64),
+            "clump_fraction": np.where(count == 0, 0.0, fraction),
+            "clump_flux_r": np.where(team, gained, fraction) * flux_r * (count > 0),
+        }
+    )
 
 
 def arc_snr(host: torch.Tensor, arcs: torch.Tensor, params: ArcParams, spec: RenderSpec) -> np.ndarray:

@@ -24,10 +24,24 @@ other reading is a named option:
 - IM2 (host-conditioned): q_lens = clip(q_host + N(0, q_scatter), q_floor, 1), phi_lens =
   the host's major axis, |gamma| U(0, gamma_max) at a uniform angle (the team's
   map_host_to_lens_params), centre jitter as above;
-- clumps with probability clumps_prob: integers(clumps_n_range) clumps, total flux
-  fraction U(clumps_frac_range), Gaussian sigma 0.05-0.15 arcsec within R_e of the centre.
+- clumps with probability clumps_prob: ``integers(*clumps_n_range)`` clumps (numpy's
+  half-open [low, high), as the team's engine drew them: [1, 4] gives 1-3), and by
+  ``source_params.clump_model``:
+  ``gaussian`` (default): total flux fraction U(clumps_frac_range) split by a flat
+  Dirichlet, Gaussian sigma U(0.05, 0.15) arcsec, centres uniform within R_e: flux conserved;
+  ``team`` (the team's ``_add_clumps``, engine before 2026-02-16): mixing fraction
+  m ~ U(clumps_frac_range), centres N(0, 0.6 R_e) along the source's major axis and
+  N(0, 0.6 R_e q) along its minor axis (R_e along the major axis), sigma = clip(0.25 R_e,
+  0.02, 0.15) arcsec, weights U(0, 1) normalised to sum 1; rendered at pixel resolution and
+  mixed as ``(1 - m) U + m (mean U + std U * C / max C)`` (lenscal.physics.params.ArcParams:
+  flux not conserved).
 (The team's engine used b_n = 2n - 1/3; lenscal's exact b_n keeps R_e a true half-light
 radius and is kept.)
+
+Built-in priors (``PRIORS``): ``default`` (the team's corrected priors of 2026-02-16, their
+``injection_priors.yaml``: for new runs) and ``team_d01_d05`` (the engine's defaults before
+the 2026-02-16 fixes, which the team's D01-D05 and E04 ran with, as their
+run_d06_corrected_priors.sh records).
 """
 
 from __future__ import annotations
@@ -69,6 +83,7 @@ class SourcePrior(BaseModel):
     clumps_prob: float = Field(0.0, ge=0.0, le=1.0)
     clumps_n_range: tuple[int, int] = (1, 4)
     clumps_frac_range: tuple[float, float] = (0.15, 0.45)
+    clump_model: Literal["gaussian", "team"] = "gaussian"
     re_definition: Literal["major_axis", "circularised"] = "major_axis"
 
     @model_validator(mode="after")
@@ -87,6 +102,14 @@ class SourcePrior(BaseModel):
             raise ValueError("re_arcsec_range must be > 0 and q_range within (0, 1]")
         if self.clumps_frac_range[1] >= 1:
             raise ValueError("clumps_frac_range must stay below 1")
+        if self.clump_model == "team" and self.clumps_frac_range[1] > 0.9:
+            raise ValueError("clumps_frac_range: the team's clump model mixes at most 0.9")
+        low, high = self.clumps_n_range
+        if not 1 <= low < high:
+            raise ValueError(
+                "clumps_n_range must be [low, high) with 1 <= low < high (numpy integers), "
+                f"got [{low}, {high}]"
+            )
         return self
 
 
@@ -213,17 +236,21 @@ def sample_params(
         r_z = rng.normal(*sp.r_minus_z_mu_sigma)
         scatter = rng.normal(0.0, m2.q_scatter)
         im2_gamma, im2_angle = rng.uniform(0.0, m2.gamma_max), rng.uniform(0.0, np.pi)
-        clumps = None
+        clumps, clump_mix = None, 0.0
         if rng.uniform() < sp.clumps_prob:
-            count = int(rng.integers(sp.clumps_n_range[0], sp.clumps_n_range[1] + 1))
-            total = rng.uniform(*sp.clumps_frac_range)
-            weights = rng.dirichlet(np.ones(count)) * total
-            radius = r_e * np.sqrt(rng.uniform(0.0, 1.0, count))
-            angle = rng.uniform(0.0, 2.0 * np.pi, count)
-            sigma = rng.uniform(0.05, 0.15, count)
-            clumps = np.stack(
-                [radius * np.cos(angle), radius * np.sin(angle), sigma, weights], axis=1
-            ).tolist()
+            count = int(rng.integers(*sp.clumps_n_range))
+            if sp.clump_model == "team":
+                major = r_e if sp.re_definition == "major_axis" else r_e / np.sqrt(q_src)
+                clumps, clump_mix = _team_clumps(rng, count, sp.clumps_frac_range, major, q_src, phi_src)
+            else:
+                total = rng.uniform(*sp.clumps_frac_range)
+                weights = rng.dirichlet(np.ones(count)) * total
+                radius = r_e * np.sqrt(rng.uniform(0.0, 1.0, count))
+                angle = rng.uniform(0.0, 2.0 * np.pi, count)
+                sigma = rng.uniform(0.05, 0.15, count)
+                clumps = np.stack(
+                    [radius * np.cos(angle), radius * np.sin(angle), sigma, weights], axis=1
+                ).tolist()
         if host_q is not None and host_phi is not None:
             q_lens = float(np.clip(float(host_q[k]) + scatter, m2.q_floor, 1.0))
             phi_lens = float(host_phi[k])
@@ -252,15 +279,58 @@ def sample_params(
                 "psf_fwhm_r": fwhm[k, 1],
                 "psf_fwhm_z": fwhm[k, 2],
                 "clumps": clumps,
+                "clump_mix": clump_mix,
             }
         )
     return ArcParams.from_records(rows)
 
 
+def _team_clumps(
+    rng: np.random.Generator,
+    count: int,
+    mix_range: tuple[float, float],
+    r_e_major: float,
+    q_src: float,
+    phi_src: float,
+) -> tuple[list[list[float]], float]:
+    """The team's clump draw (``_add_clumps``): offsets N(0, 0.6 R_e) along the major axis and
+    N(0, 0.6 R_e q) along the minor one, rotated to the sky by phi_src; one width
+    clip(0.25 R_e, 0.02, 0.15) arcsec; weights U(0, 1) / their sum (+1e-8, as theirs).
+    ``r_e_major``: the half-light radius along the major axis, arcsec."""
+    mix = float(rng.uniform(*mix_range))
+    along = rng.normal(0.0, 1.0, count) * 0.6 * r_e_major
+    across = rng.normal(0.0, 1.0, count) * 0.6 * r_e_major * q_src
+    cos, sin = np.cos(phi_src), np.sin(phi_src)
+    sigma = float(np.clip(0.25 * r_e_major, 0.02, 0.15))
+    weights = rng.uniform(0.0, 1.0, count)
+    weights = weights / (weights.sum() + 1e-8)
+    clumps = np.stack(
+        [cos * along - sin * across, sin * along + cos * across, np.full(count, sigma), weights], axis=1
+    )
+    return clumps.tolist(), mix
+
+
 #: Built-in priors by name; files are loaded with InjectionPrior.from_yaml.
 PRIORS: dict[str, InjectionPrior] = {
     "default": InjectionPrior(name="default"),
-    # D01-D05 used beta_frac 0.1-1.0 before the 2026-02-16 realism fixes.
+    # The injection engine's defaults before the 2026-02-16 fixes (dhs/injection_engine.py
+    # sample_source_params of 2026-02-13), with which the team ran D01-D05 and E04.
+    "team_d01_d05": InjectionPrior(
+        name="team_d01_d05",
+        source_params=SourcePrior(
+            beta_frac_range=(0.1, 1.0),
+            re_arcsec_range=(0.05, 0.50),
+            n_range=(0.5, 4.0),
+            g_minus_r_mu_sigma=(0.2, 0.25),
+            r_minus_z_mu_sigma=(0.1, 0.25),
+            clumps_prob=0.6,
+            clumps_n_range=(1, 4),
+            clumps_frac_range=(0.15, 0.45),
+            clump_model="team",
+        ),
+    ),
+    # lenscal's earlier stand-in for D05 (today's priors, beta_frac 0.1-1.0): kept so runs
+    # recorded with it can be replayed; team_d01_d05 is what the team ran.
     "d05_unrestricted_beta": InjectionPrior(
         name="d05_unrestricted_beta", source_params=SourcePrior(beta_frac_range=(0.1, 1.0))
     ),

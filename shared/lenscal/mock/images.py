@@ -46,7 +46,7 @@ REAL_LENS_PRIOR = InjectionPrior(
         n_range=(0.5, 1.5),
         q_range=(0.3, 1.0),
         clumps_prob=0.8,
-        clumps_n_range=(1, 4),
+        clumps_n_range=(1, 5),  # numpy's [1, 5): 1-4 clumps
         clumps_frac_range=(0.15, 0.45),
     ),
     lens_params=LensPrior(shear_sigma=0.04, center_sigma_arcsec=0.03, q_lens_range=(0.5, 1.0)),

@@ -9,6 +9,7 @@ along the major axis is ``r_e / sqrt(q_src)``. Shear ``gamma1, gamma2`` as lenst
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,14 @@ class ArcParams:
     ``clumps``: optional (N, K, 4) tensor of Gaussian source clumps, each
     ``(dx, dy, sigma, flux_fraction)`` in arcsec relative to the source centre; the fractions
     are of the total unlensed flux (the Sérsic keeps the rest).
+
+    ``clump_mix``: optional (N,) tensor. A row with ``clump_mix = m > 0`` has the team's clump
+    model instead (their engine before 2026-02-16, ``_add_clumps``): its clumps'
+    fourth column is a relative weight (weights sum to 1), and the clumps are mixed into the
+    lensed source at pixel resolution, ``(1 - m) U + m (mean U + std U * C / max C)``, where
+    U is the pixel-binned lensed Sérsic of unit flux, mean and (n - 1) std are over the whole
+    stamp and C the weighted Gaussians at the pixel centres' source-plane positions. Flux is
+    not conserved (the stamp gains ``m std U sum C / max C``). ``m`` in (0, 0.9].
     """
 
     theta_e: torch.Tensor
@@ -76,6 +85,7 @@ class ArcParams:
     psf_fwhm_r: torch.Tensor
     psf_fwhm_z: torch.Tensor
     clumps: torch.Tensor | None = None
+    clump_mix: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.theta_e.shape[0])
@@ -98,7 +108,7 @@ class ArcParams:
                 except (TypeError, ValueError):
                     raise PhysicsError(f"row {i}: parameter {name}={row[name]!r} is not a number") from None
             columns[name] = torch.tensor(values, dtype=torch.float64, device=device)
-        unknown = sorted({k for row in rows for k in row} - set(PARAM_NAMES) - {"clumps", "id"})
+        unknown = sorted({k for row in rows for k in row} - set(PARAM_NAMES) - {"clumps", "clump_mix", "id"})
         if unknown:
             raise PhysicsError(f"unknown parameter(s) {unknown}; known: {list(PARAM_NAMES)}")
         clumps = None
@@ -110,7 +120,12 @@ class ArcParams:
             for i, row in enumerate(rows):
                 for j, clump in enumerate(row.get("clumps") or []):
                     clumps[i, j] = torch.tensor([float(v) for v in clump], dtype=torch.float64)
-        params = cls(**columns, clumps=clumps)
+        mix = None
+        if any(row.get("clump_mix") for row in rows):
+            mix = torch.tensor(
+                [float(row.get("clump_mix") or 0.0) for row in rows], dtype=torch.float64, device=device
+            )
+        params = cls(**columns, clumps=clumps, clump_mix=mix)
         params.validate()
         return params
 
@@ -122,10 +137,13 @@ class ArcParams:
         columns = {
             n: torch.as_tensor(values[n], dtype=torch.float64, device=device).reshape(-1) for n in PARAM_NAMES
         }
-        clumps = values.get("clumps")
+        clumps, mix = values.get("clumps"), values.get("clump_mix")
         params = cls(
             **columns,
             clumps=None if clumps is None else torch.as_tensor(clumps, dtype=torch.float64, device=device),
+            clump_mix=None
+            if mix is None
+            else torch.as_tensor(mix, dtype=torch.float64, device=device).reshape(-1),
         )
         params.validate()
         return params
@@ -156,16 +174,47 @@ class ArcParams:
             if bool((self.clumps[..., 2] <= 0).any()):
                 raise PhysicsError("clump sigma must be > 0 arcsec")
             frac = self.clumps[..., 3]
-            if bool((frac < 0).any()) or bool((frac.sum(-1) >= 1).any()):
-                raise PhysicsError("clump flux fractions must be >= 0 and sum to < 1")
+            if bool((frac < 0).any()):
+                raise PhysicsError("clump flux fractions (weights) must be >= 0")
+            gaussian = self.team_clump_rows().logical_not()
+            if bool((frac.sum(-1)[gaussian] >= 1).any()):
+                raise PhysicsError("clump flux fractions must sum to < 1")
+        if self.clump_mix is not None:
+            mix = self.clump_mix
+            if mix.shape != (n,):
+                raise PhysicsError(f"clump_mix has shape {tuple(mix.shape)}, expected ({n},)")
+            bad = ~torch.isfinite(mix) | (mix < 0) | (mix > 0.9)
+            if bool(bad.any()):
+                i = int(torch.nonzero(bad)[0])
+                raise PhysicsError(f"row {i}: clump_mix={float(mix[i])!r} is invalid; rule: in [0, 0.9]")
+            if bool((mix > 0).any()) and self.clumps is None:
+                raise PhysicsError("clump_mix is set but there are no clumps to mix in")
+
+    def team_clump_rows(self) -> torch.Tensor:
+        """(N,) bool: rows whose clumps follow the team's mixing model (clump_mix > 0)."""
+        if self.clump_mix is None:
+            return torch.zeros(len(self), dtype=torch.bool, device=self.theta_e.device)
+        return self.clump_mix > 0
 
     def to(self, device: str | torch.device) -> ArcParams:
         columns = {n: getattr(self, n).to(device) for n in PARAM_NAMES}
-        return ArcParams(**columns, clumps=None if self.clumps is None else self.clumps.to(device))
+        return ArcParams(
+            **columns,
+            clumps=None if self.clumps is None else self.clumps.to(device),
+            clump_mix=None if self.clump_mix is None else self.clump_mix.to(device),
+        )
 
     def slice(self, start: int, stop: int) -> ArcParams:
-        columns = {n: getattr(self, n)[start:stop] for n in PARAM_NAMES}
-        return ArcParams(**columns, clumps=None if self.clumps is None else self.clumps[start:stop])
+        return self.take(slice(start, stop))
+
+    def take(self, rows: builtins.slice | torch.Tensor) -> ArcParams:
+        """The injections at ``rows`` (a slice or an index tensor)."""
+        columns = {n: getattr(self, n)[rows] for n in PARAM_NAMES}
+        return ArcParams(
+            **columns,
+            clumps=None if self.clumps is None else self.clumps[rows],
+            clump_mix=None if self.clump_mix is None else self.clump_mix[rows],
+        )
 
     def mags(self) -> torch.Tensor:
         """(N, 3) unlensed AB magnitudes in g, r, z."""
@@ -192,10 +241,24 @@ class ArcParams:
                     block[:, : p.clumps.shape[1]] = p.clumps
                 padded.append(block)
             clumps = torch.cat(padded)
-        return cls(**columns, clumps=clumps)
+        mix = None
+        if any(p.clump_mix is not None for p in parts):
+            mix = torch.cat(
+                [p.clump_mix if p.clump_mix is not None else torch.zeros_like(p.theta_e) for p in parts]
+            )
+        return cls(**columns, clumps=clumps, clump_mix=mix)
 
     def records(self) -> list[dict[str, float]]:
         return [{n: float(getattr(self, n)[i]) for n in PARAM_NAMES} for i in range(len(self))]
+
+    def clump_records(self) -> list[dict[str, Any]]:
+        """Each row's clumps and mixing fraction as plain lists (for JSON and the wire)."""
+        rows: list[dict[str, Any]] = []
+        for i in range(len(self)):
+            clumps = [] if self.clumps is None else [c for c in self.clumps[i].tolist() if c[3] > 0]
+            mix = 0.0 if self.clump_mix is None else float(self.clump_mix[i])
+            rows.append({"clumps": clumps, "clump_mix": mix})
+        return rows
 
 
 #: The lens-side parameters of "no lens": an unlensed source (galaxies, stars in mocks).

@@ -87,6 +87,9 @@ class RenderSpec(BaseModel):
 class RenderResult:
     arcs: torch.Tensor  # (N, 3, H, W) float32 nmgy
     magnification: torch.Tensor  # (N,) lensed / unlensed flux inside the stamp, before PSF
+    #: (N,) flux the team's clump model adds inside the stamp, before PSF, per unit unlensed
+    #: flux (0 for rows without it: Gaussian clumps conserve flux).
+    clump_added: torch.Tensor | None = None
 
 
 def pixel_grid(
@@ -134,9 +137,10 @@ def render_arcs_with_truth(
     gx, gy = pixel_grid(spec.size, spec.pixel_scale, spec.oversample, dev, dtype)
     arcs = torch.empty((n, 3, spec.size, spec.size), dtype=torch.float32, device=dev)
     magnification = torch.empty(n, dtype=torch.float64, device=dev)
+    clump_added = torch.zeros(n, dtype=torch.float64, device=dev)
     for start in range(0, n, spec.chunk_size):
         stop = min(start + spec.chunk_size, n)
-        unit, mu = _lensed_unit_images_tiled(params.slice(start, stop), gx, gy, spec, dtype)
+        unit, mu, added = _lensed_unit_images_tiled(params.slice(start, stop), gx, gy, spec, dtype)
         flux = flux_nmgy(params.mags()[start:stop]).to(dtype)  # (n, 3)
         images = unit.unsqueeze(1) * flux[:, :, None, None]
         images = convolve_psf(images, params.psf_fwhm()[start:stop], spec)
@@ -153,30 +157,46 @@ def render_arcs_with_truth(
             images = poisson_arcs(images, spec.poisson_gain, keys)
         arcs[start:stop] = images.to(torch.float32)
         magnification[start:stop] = mu
-    return RenderResult(arcs=arcs, magnification=magnification)
+        clump_added[start:stop] = added
+    return RenderResult(arcs=arcs, magnification=magnification, clump_added=clump_added)
+
+
+def _col(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return t.to(dtype).reshape(-1, 1, 1)
+
+
+def _source_plane(
+    p: ArcParams, gx: torch.Tensor, gy: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source-plane positions (arcsec) of image-plane grid points, one grid per injection."""
+    return ray_shoot(
+        gx,
+        gy,
+        _col(p.theta_e, dtype),
+        _col(p.q_lens, dtype),
+        _col(p.phi_lens, dtype),
+        _col(p.lens_x, dtype),
+        _col(p.lens_y, dtype),
+        _col(p.gamma1, dtype),
+        _col(p.gamma2, dtype),
+    )
 
 
 def _lensed_unit_images(
     p: ArcParams, gx: torch.Tensor, gy: torch.Tensor, spec: RenderSpec, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lensed source of unit unlensed flux, binned to pixels (n, H, W), and its total
-    (the magnification inside the stamp)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lensed source of unit unlensed flux, binned to pixels (n, H, W), its total (the
+    magnification inside the stamp) and the flux the team's clump model added (n,)."""
 
     def col(t: torch.Tensor) -> torch.Tensor:
-        return t.to(dtype).reshape(-1, 1, 1)
+        return _col(t, dtype)
 
-    bx, by = ray_shoot(
-        gx,
-        gy,
-        col(p.theta_e),
-        col(p.q_lens),
-        col(p.phi_lens),
-        col(p.lens_x),
-        col(p.lens_y),
-        col(p.gamma1),
-        col(p.gamma2),
+    bx, by = _source_plane(p, gx, gy, dtype)
+    team = p.team_clump_rows()
+    gaussian = (~team).to(torch.float64)  # rows whose clumps are flux-conserving Gaussians
+    clump_fraction = (
+        p.clumps[..., 3].sum(-1) * gaussian if p.clumps is not None else torch.zeros_like(p.theta_e)
     )
-    clump_fraction = p.clumps[..., 3].sum(-1) if p.clumps is not None else torch.zeros_like(p.theta_e)
     b = sersic_b(p.n_sersic)
     sb = sersic_sb(
         bx,
@@ -190,28 +210,67 @@ def _lensed_unit_images(
         col(p.src_y),
         b=col(b),
     )
-    if p.clumps is not None:
+    if p.clumps is not None and bool(gaussian.any()):
         sb = sb + gaussian_clumps_sb(
             bx,
             by,
             p.clumps.to(dtype),
-            torch.ones_like(p.theta_e, dtype=dtype),
+            gaussian.to(dtype),
             p.src_x.to(dtype),
             p.src_y.to(dtype),
         )
     k, size = spec.oversample, spec.size
     binned = sb.reshape(-1, size, k, size, k).mean(dim=(2, 4)) * spec.pixel_scale**2
-    return binned, binned.sum(dim=(-2, -1)).double()
+    added = torch.zeros(len(p), dtype=torch.float64, device=binned.device)
+    if bool(team.any()):
+        binned, added = _mix_team_clumps(binned, p, spec, dtype)
+    return binned, binned.sum(dim=(-2, -1)).double(), added
+
+
+def _mix_team_clumps(
+    unit: torch.Tensor, p: ArcParams, spec: RenderSpec, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The team's ``_add_clumps`` (dhs/injection_engine.py before 2026-02-16) on the rows with
+    ``clump_mix`` m > 0, at pixel resolution: C = sum_j w_j exp(-|beta - c_j|^2 / 2 sigma_j^2)
+    at each pixel centre's source-plane position beta, scaled to max 1, then
+    ``(1 - m) U + m (mean U + std U * C)`` with the stamp's mean and (n - 1) std. Their shape
+    was dimensionless and normalised afterwards; the mix is linear and scale-free, so it acts
+    the same on the unit-flux image. Returns the images and the flux each row gained."""
+    assert p.clumps is not None and p.clump_mix is not None
+    team = p.team_clump_rows()
+    px, py = pixel_grid(spec.size, spec.pixel_scale, 1, unit.device, dtype)
+    rows = torch.nonzero(team).reshape(-1)
+    sub = p.take(rows)
+    bx, by = _source_plane(sub, px, py, dtype)
+    clumps = p.clumps[rows].to(dtype)
+    c = torch.zeros_like(bx)
+    for j in range(clumps.shape[1]):
+        cx = (sub.src_x.to(dtype) + clumps[:, j, 0]).reshape(-1, 1, 1)
+        cy = (sub.src_y.to(dtype) + clumps[:, j, 1]).reshape(-1, 1, 1)
+        sigma2 = (clumps[:, j, 2] ** 2).reshape(-1, 1, 1)
+        weight = clumps[:, j, 3].reshape(-1, 1, 1)
+        c = c + weight * torch.exp(-((bx - cx) ** 2 + (by - cy) ** 2) / (2 * sigma2 + 1e-12))
+    c = c / (c.amax(dim=(-2, -1), keepdim=True) + 1e-8)
+    base = unit[rows]
+    m = p.clump_mix[rows].to(dtype).reshape(-1, 1, 1)
+    mean = base.mean(dim=(-2, -1), keepdim=True)
+    std = base.std(dim=(-2, -1), keepdim=True)  # unbiased, as torch's default in their code
+    mixed = (1.0 - m) * base + m * (mean + std * c)
+    out = unit.clone()
+    out[rows] = mixed
+    added = torch.zeros(len(p), dtype=torch.float64, device=unit.device)
+    added[rows] = (mixed - base).sum(dim=(-2, -1)).double()
+    return out, added
 
 
 def _lensed_unit_images_tiled(
     p: ArcParams, gx: torch.Tensor, gy: torch.Tensor, spec: RenderSpec, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """On CPU, a few injections at a time keep the per-sub-pixel temporaries in cache
     (measured 2x faster than a whole chunk); a GPU takes the chunk at once."""
     tile = len(p) if gx.device.type != "cpu" else spec.cpu_tile
     parts = [_lensed_unit_images(p.slice(s, s + tile), gx, gy, spec, dtype) for s in range(0, len(p), tile)]
-    return torch.cat([u for u, _ in parts]), torch.cat([m for _, m in parts])
+    return tuple(torch.cat([part[i] for part in parts]) for i in range(3))  # type: ignore[return-value]
 
 
 def convolve_psf(images: torch.Tensor, fwhm_arcsec: torch.Tensor, spec: RenderSpec) -> torch.Tensor:

@@ -148,8 +148,9 @@ def _arc_messages(params: ArcParams) -> list[injector_pb2.ArcParams]:
         for record in params.records()
     ]
     if params.clumps is not None:
-        for message, clumps in zip(messages, params.clumps.tolist(), strict=True):
+        for message, row in zip(messages, params.clump_records(), strict=True):
             message.clumps.extend(
-                injector_pb2.Clump(dx=c[0], dy=c[1], sigma=c[2], fraction=c[3]) for c in clumps
+                injector_pb2.Clump(dx=c[0], dy=c[1], sigma=c[2], fraction=c[3]) for c in row["clumps"]
             )
+            message.clump_mix = row["clump_mix"]
     return messages
