@@ -209,7 +209,9 @@ def test_frechet_distance_against_a_scipy_reference() -> None:
 # --- definitions -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["D01", "D02", "D03", "D04", "D05", "D06", "E04-eval", "E04-IM1", "E04-IM2"])
+@pytest.mark.parametrize(
+    "name", ["D01", "D02", "D03", "D04", "D05", "D06", "D07", "E04-eval", "E04-IM1", "E04-IM2"]
+)
 def test_every_shipped_definition_validates_at_every_preset(name: str) -> None:
     definition = load_diagnostic(name)
     assert definition.id == name
@@ -231,6 +233,42 @@ def test_d05_is_the_ten_steps_with_the_team_seeds() -> None:
     ]
     assert steps["grid_no_poisson"].params.seed == 1337  # type: ignore[attr-defined]
     assert steps["feature_sets"].params.n == 500 and steps["tier_a_recall"].params.seed == 42  # type: ignore[attr-defined]
+    # the priors D05 ran with, on every injecting step and in its grids (tests/test_grid_fidelity.py)
+    assert bright.prior == "team_d01_d05" and steps["feature_sets"].params.prior == "team_d01_d05"  # type: ignore[attr-defined]
+    assert bright.beta_frac_range == (0.1, 0.55) and bright.comparisons == (("poisson_clip20", "clip20"),)  # type: ignore[attr-defined]
+    for name in ("D01", "D02", "D03", "D04"):
+        for step in resolve(load_diagnostic(name), "demo"):
+            if hasattr(step.params, "prior"):
+                assert step.params.prior == "team_d01_d05", (name, step.name)
+            if step.check == "grid":
+                assert step.params.overrides.get("prior") == "team_d01_d05", (name, step.name)  # type: ignore[attr-defined]
+
+
+def test_d06_is_the_teams_corrected_prior_rerun_and_d07_the_battery() -> None:
+    d05 = {s.name: s for s in resolve(load_diagnostic("D05"))}
+    d06 = {s.name: s for s in resolve(load_diagnostic("D06"))}
+    assert list(d06) == list(d05)  # the same steps
+    assert d06["bright_arc"].params.prior == "default" and d06["bright_arc"].params.beta_frac_range == (
+        0.1,
+        0.4,
+    )  # type: ignore[attr-defined]
+    assert d06["grid_no_poisson"].params.overrides == {"prior": "default"}  # type: ignore[attr-defined]
+    d07 = {s.name: s for s in resolve(load_diagnostic("D07"))}
+    assert set(d07) == {"gain_sweep", "beta_frac", "sensitivity"}
+    assert d07["sensitivity"].params.host_max == 10_000 and d07["sensitivity"].params.per_cell == 100  # type: ignore[attr-defined]
+
+
+def test_d01_d02_e04_steps_as_the_team_ran_them() -> None:
+    d01 = {s.name: s.params for s in resolve(load_diagnostic("D01"))}
+    assert (d01["mismatched_annulus"].n_positives, d01["mismatched_annulus"].n_negatives) == (500, 500)  # type: ignore[attr-defined]
+    assert d01["masked_pixels"].n == 1000 and d01["masked_pixels"].split is None  # type: ignore[attr-defined]
+    assert d01["beta_frac_ceiling"].n_trials == 200  # type: ignore[attr-defined]
+    d02 = {s.name: s for s in resolve(load_diagnostic("D02"))}
+    assert d02["bright_arc_clip_sweep"].check == "bright_arc"
+    assert [v.clip_range for v in d02["bright_arc_clip_sweep"].params.variants] == [None, 20, 50, 100]  # type: ignore[attr-defined]
+    assert d02["clip_sweep_validation"].check == "clip_sweep"
+    e04 = resolve(load_diagnostic("E04-eval"))[0].params
+    assert (e04.bootstrap, e04.seed) == (10_000, 42)  # type: ignore[attr-defined]
 
 
 def test_a_bad_parameter_names_the_step_and_the_key(tmp_path: Path) -> None:
@@ -368,13 +406,13 @@ def test_split_balance_sees_a_shifted_observing_condition(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_d01_and_d06_demo_in_process(mock_world: Path, tmp_path: Path) -> None:
+def test_d01_and_d07_demo_in_process(mock_world: Path, tmp_path: Path) -> None:
     """The checks D05 does not use (masks, annulus, beta_frac, UMAP, gain sweep, sensitivity)
     on the mock survey, recorded and resumable."""
     from .worlds import small_bundle
 
     bundle = small_bundle(tmp_path / "resnet-gen9")
-    for name in ("D01", "D06"):
+    for name in ("D01", "D07"):
         command = [
             *LENSCAL,
             "diagnose",
@@ -400,7 +438,13 @@ def test_d01_and_d06_demo_in_process(mock_world: Path, tmp_path: Path) -> None:
     assert d01["annulus_statistics"]["paired"] == min(val, 200)  # demo preset: n = 200
     assert "lenses.neighbours.negatives" in d01["umap_map"]
     assert (tmp_path / "D01" / "umap_map" / "umap.png").is_file()
-    d06 = json.loads((tmp_path / "D06" / "metrics.json").read_text())
-    assert d06["gain_sweep"]["identical_at_1e12"] is True
-    assert set(d06["sensitivity"]) >= {"psf_plus10pct", "q_lens_narrower"}
-    assert (tmp_path / "D06" / "sensitivity" / "sensitivity.png").is_file()
+    ceiling = d01["beta_frac_ceiling"]
+    assert ceiling["p_beta_frac_below_0.55"] == pytest.approx((0.55**2 - 0.1**2) / (1 - 0.1**2))  # 29.5%
+    assert ceiling["detection"]["1"]["n"] == 40  # demo preset: 40 trials per upper limit
+    assert d01["mismatched_annulus"]["own_annulus"]  # 20 lenses + 60 negatives in the demo
+    report = (tmp_path / "D01" / "report.md").read_text()
+    assert "Ran: 40 arcs per beta_frac upper limit" in report  # captions say what ran
+    d07 = json.loads((tmp_path / "D07" / "metrics.json").read_text())
+    assert d07["gain_sweep"]["identical_at_1e12"] is True
+    assert set(d07["sensitivity"]) >= {"psf_plus10pct", "q_lens_narrower"}
+    assert (tmp_path / "D07" / "sensitivity" / "sensitivity.png").is_file()

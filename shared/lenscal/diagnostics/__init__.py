@@ -6,6 +6,7 @@ Importing the package registers the built-in checks (one module each)."""
 from lenscal.diagnostics import (  # noqa: F401  (registration)
     annulus,
     beta_frac,
+    beta_frac_ceiling,
     bright_arc,
     clip_sweep,
     evaluation,

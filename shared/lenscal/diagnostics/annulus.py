@@ -106,7 +106,13 @@ def annulus_statistics(ctx: Context, params: AnnulusStatisticsParams, out: Path)
             f"MAD shift positives {metrics['mad_shift.positives_mean']:+.3g} vs negatives "
             f"{metrics['mad_shift.negatives_mean']:+.3g} nmgy"
         )
-    return Outcome(metrics, headline, None, [_plot(valid, names, out / "annulus_statistics.png")])
+    caption = (
+        f"{len(valid)} {params.split} cutouts (seed {params.seed}), {params.band} band, "
+        f"annuli {names[0]} and {names[1]}"
+    )
+    return Outcome(
+        metrics, headline, None, [_plot(valid, names, out / "annulus_statistics.png")], caption=caption
+    )
 
 
 def ring_median_mad(band: np.ndarray, r_in: float, r_out: float) -> tuple[np.ndarray, np.ndarray]:
@@ -148,6 +154,7 @@ class MismatchedAnnulusParams(CheckParams):
     #: The annulus to score with instead (px); None: the other of (20, 32) and (32.5, 45).
     annulus: tuple[float, float] | None = None
     split: str = "val"
+    n_positives: int | None = None  # None: every lens of the split
     n_negatives: int | None = None
     seed: int = 42
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
@@ -160,7 +167,12 @@ def mismatched_annulus(ctx: Context, params: MismatchedAnnulusParams, out: Path)
     own = (spec.annulus_r_in, spec.annulus_r_out)
     other = params.annulus or (ANNULUS_GEN5 if own == ANNULUS_GEN1_4 else ANNULUS_GEN1_4)
     rows = labelled_rows(
-        ctx, split=params.split, n_negatives=params.n_negatives, seed=params.seed, what="mismatched"
+        ctx,
+        split=params.split,
+        n_negatives=params.n_negatives,
+        n_positives=params.n_positives,
+        seed=params.seed,
+        what="mismatched",
     )
     labels = ctx.hosts.manifest()["label"].to_numpy()[rows].astype(bool)
     matched = score_rows(ctx, rows, label="own annulus").probabilities
@@ -192,7 +204,12 @@ def mismatched_annulus(ctx: Context, params: MismatchedAnnulusParams, out: Path)
         f"AUC {metrics['own.auc']:.4f} with the model's annulus {_name(own)}, "
         f"{metrics['other.auc']:.4f} with {_name(other)}; max |dp| {metrics['max_abs_dp']:.3g}"
     )
-    return Outcome(metrics, headline, table, [_scatter(matched, mismatched, labels, own, other, out)])
+    caption = (
+        f"{int(labels.sum())} lenses and {int((~labels).sum())} negatives ({params.split}, seed "
+        f"{params.seed}) scored with the model's annulus {_name(own)} and with {_name(other)}"
+    )
+    figure = _scatter(matched, mismatched, labels, own, other, out)
+    return Outcome(metrics, headline, table, [figure], caption=caption)
 
 
 def _scatter(a: np.ndarray, b: np.ndarray, labels: np.ndarray, own: tuple, other: tuple, out: Path) -> Path:

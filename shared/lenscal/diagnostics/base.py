@@ -59,6 +59,9 @@ class Outcome:
     headline: list[str] = field(default_factory=list)  # the decisive numbers, one markdown line each
     table: pd.DataFrame | None = None  # the key table, shown in report.md
     figures: list[Path] = field(default_factory=list)
+    #: What ran, in a sentence with the counts that actually ran (report.md's caption; a
+    #: definition's description states the full run and may not match a preset's).
+    caption: str = ""
 
 
 P = TypeVar("P", bound=CheckParams)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from lenscal.diagnostics.base import Context, Outcome, register_check
-from lenscal.diagnostics.bright_arc import BrightArcSetup, Variant, score_variants
+from lenscal.diagnostics.bright_arc import BrightArcSetup, Variant, bright_arc_caption, score_variants
 from lenscal.diagnostics.sampling import fixed_thresholds
 from lenscal.plotting import pyplot, save_figure
 from lenscal.selection.tables import counts
@@ -56,7 +56,8 @@ def beta_frac(ctx: Context, params: BetaFracParams, out: Path) -> Outcome:
             for _, r in at.iterrows()
         )
     ]
-    return Outcome(metrics, headline, table, [_plot(table, out / "beta_frac.png")])
+    caption = bright_arc_caption(frame, params, variants) + " (scored by the CNN)"
+    return Outcome(metrics, headline, table, [_plot(table, out / "beta_frac.png")], caption=caption)
 
 
 def _plot(table: pd.DataFrame, path: Path) -> Path:

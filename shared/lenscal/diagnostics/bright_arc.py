@@ -25,6 +25,7 @@ from lenscal.injection.priors import get_prior
 from lenscal.plotting import pyplot, save_figure
 from lenscal.preprocess import PreprocessOverride
 from lenscal.progress import progress_bar
+from lenscal.selection.compare import paired_counts, paired_marginal
 from lenscal.selection.tables import counts, pooled
 
 MAG_BINS = (18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0, 26.0)
@@ -53,6 +54,10 @@ class BrightArcSetup(CheckParams):
 class BrightArcParams(BrightArcSetup):
     variants: tuple[Variant, ...] = (Variant(name="baseline"),)
     reference: str | None = "baseline"
+    #: (variant B, variant A) pairs: B - A per source bin and pooled, with Newcombe's paired
+    #: interval (the variants score the very same injections), e.g. the team's D05 headline
+    #: Poisson + clip 20 against clip 20 alone.
+    comparisons: tuple[tuple[str, str], ...] = ()
 
 
 @register_check("bright_arc", BrightArcParams)
@@ -74,7 +79,7 @@ def bright_arc(ctx: Context, params: BrightArcParams, out: Path) -> Outcome:
     for (variant, mag_bin), value in zip(snr.index.tolist(), snr.to_numpy(), strict=True):
         metrics[f"{variant}.{mag_bin}.median_arc_snr_r"] = float(value)
     headline = []
-    if params.reference is not None:
+    if params.reference is not None and len(params.variants) > 1:
         comparison = compare_to_reference(frame, params.reference, thresholds)
         comparison.to_csv(out / "vs_reference.csv", index=False)
         for _, r in comparison.iterrows():
@@ -86,6 +91,22 @@ def bright_arc(ctx: Context, params: BrightArcParams, out: Path) -> Outcome:
             detail = ", ".join(f"{t}: {int(k)} vs {int(kr)}" for t, k, kr in pairs)
             worst = rows["max_abs_dp"].iloc[0]
             headline.append(f"{variant!s} vs {params.reference}: max |dp| {worst:.3g}, {same} ({detail})")
+    for b, a in params.comparisons:
+        paired = paired_variants(frame, b, a, thresholds)
+        paired.to_csv(out / f"{b}_vs_{a}.csv", index=False)
+        for _, r in paired.iterrows():
+            metrics[f"{b}.vs_{a}.{r.mag_bin}.{r.threshold}"] = {
+                "k_b": int(r.k_b), "k_a": int(r.k_a), "n": int(r.n_a), "difference": float(r.difference),
+                "newcombe95_paired": [float(r.newcombe95_low), float(r.newcombe95_high)],
+            }  # fmt: skip
+        at = paired[paired["threshold"] == "p>=0.3"]
+        headline.append(
+            f"{b} - {a} at p >= 0.3 per source bin (paired Newcombe 95%): "
+            + "; ".join(
+                f"r {r.mag_bin}: {r.difference:+.1%} [{r.newcombe95_low:+.1%}, {r.newcombe95_high:+.1%}]"
+                for r in at.itertuples()
+            )
+        )
     peaks = []
     best = table[table["threshold"] == "p>=0.5"]
     for variant, rows in best.groupby("variant", sort=False):
@@ -97,7 +118,48 @@ def bright_arc(ctx: Context, params: BrightArcParams, out: Path) -> Outcome:
     wide = table[table["threshold"] == "p>=0.5"].pivot(
         index="mag_bin", columns="variant", values="completeness"
     )
-    return Outcome(metrics, headline, wide.reset_index(), [figure])
+    return Outcome(metrics, headline, wide.reset_index(), [figure], caption=bright_arc_caption(frame, params))
+
+
+def paired_variants(frame: pd.DataFrame, b: str, a: str, thresholds: dict[str, float]) -> pd.DataFrame:
+    """B - A per source bin and over all bins ("all"), from the same injections scored under
+    both variants: the paired 2x2 counts and Newcombe's paired 95% interval."""
+    names = set(frame["variant"])
+    for name in (a, b):
+        if name not in names:
+            raise DiagnosticError(f"bright_arc: comparisons name variant {name!r}, not among {sorted(names)}")
+    keys = ["mag_bin", "index"]
+    pairs = frame.loc[frame["variant"] == a, [*keys, "probability"]].merge(
+        frame.loc[frame["variant"] == b, [*keys, "probability"]], on=keys, suffixes=("_a", "_b")
+    )
+    per_bin = paired_counts(pairs, ["mag_bin"], thresholds, thresholds, list(thresholds))
+    overall = paired_marginal(per_bin, [])
+    overall.insert(0, "mag_bin", "all")
+    return pd.concat([per_bin, overall], ignore_index=True)
+
+
+def bright_arc_caption(
+    frame: pd.DataFrame, setup: BrightArcSetup, variants: tuple[Variant, ...] | None = None
+) -> str:
+    """What a bright-arc run did, from what it scored."""
+    bins = frame["mag_bin"].nunique()
+    described = []
+    for v in variants if variants is not None else getattr(setup, "variants", ()):
+        parts = []
+        if v.poisson_gain is not None:
+            parts.append(f"Poisson gain {v.poisson_gain:g} e-/nmgy")
+        if v.clip_range is not None:
+            parts.append(f"clip {v.clip_range:g}")
+        if v.beta_frac_range is not None:
+            parts.append(f"beta_frac {v.beta_frac_range[0]:g}-{v.beta_frac_range[1]:g}")
+        described.append(f"{v.name}" + (f" ({', '.join(parts)})" if parts else ""))
+    lo, hi = setup.beta_frac_range
+    mags = f"r {setup.mag_bins[0]:g}-{setup.mag_bins[-1]:g}"
+    return (
+        f'{frame["host_row"].nunique()} hosts x {bins} source bins ({mags}) at theta_E {setup.theta_e:g}", '
+        f"prior {setup.prior}, beta_frac {lo:g}-{hi:g}, seed {setup.seed}; {len(frame)} scored; "
+        f"variants: {'; '.join(described)}"
+    )
 
 
 def score_variants(ctx: Context, setup: BrightArcSetup, variants: tuple[Variant, ...]) -> pd.DataFrame:

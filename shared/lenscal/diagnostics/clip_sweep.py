@@ -65,7 +65,11 @@ def clip_sweep(ctx: Context, params: ClipSweepParams, out: Path) -> Outcome:
     metrics["max_abs_dp_vs_first"] = max(
         float(np.max(np.abs(scores[f"p_clip{c:g}"] - scores[f"p_clip{base:g}"]))) for c in params.clip_ranges
     )
-    return Outcome(metrics, headline, table, [_plot(table, out / "clip_sweep.png")])
+    caption = (
+        f"{int(labels.sum())} {params.split} lenses and {int((~labels).sum())} negatives rescored at clip "
+        + ", ".join(f"{c:g}" for c in params.clip_ranges)
+    )
+    return Outcome(metrics, headline, table, [_plot(table, out / "clip_sweep.png")], caption=caption)
 
 
 def _plot(table: pd.DataFrame, path: Path) -> Path:

@@ -46,4 +46,8 @@ def evaluate_check(ctx: Context, params: EvaluateParams, out: Path) -> Outcome:
         headline.append(
             f"{label} (p >= {entry['threshold']:.4g}): recall {entry['k']}/{entry['n']} ({tiers}); FPR {fpr}"
         )
-    return Outcome(m, headline, None, [out / "roc.png", out / "reliability.png"])
+    caption = (
+        f"{m['n_positive']} lenses and {m['n_negative']} negatives of split {params.split}; bootstrap "
+        f"{params.bootstrap:,} resamples, seed {params.seed}"
+    )
+    return Outcome(m, headline, None, [out / "roc.png", out / "reliability.png"], caption=caption)

@@ -86,7 +86,13 @@ def feature_sets(ctx: Context, params: FeatureSetParams, out: Path) -> Outcome:
         ", ".join(f"{name}: {len(e)} (median p {np.median(p):.3f})" for name, (e, p) in sets.items())
         + f"; {metrics['embedding_dim']}-dim embeddings"
     ]
-    return Outcome(metrics, headline)
+    caption = (
+        "embeddings of "
+        + ", ".join(f"{len(e)} {name}" for name, (e, _) in sets.items())
+        + f'; injections at theta_E {params.theta_e:g}", r {params.source_mag[0]:g}-'
+        f"{params.source_mag[1]:g}, prior {params.prior}, seed {params.seed}"
+    )
+    return Outcome(metrics, headline, caption=caption)
 
 
 def _embeddings(values: np.ndarray | None, name: str) -> np.ndarray:

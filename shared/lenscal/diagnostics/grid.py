@@ -10,9 +10,10 @@ from typing import Any
 from pydantic import Field
 
 from lenscal.diagnostics.base import CheckParams, Context, DiagnosticError, Outcome, register_check
-from lenscal.selection.compare import METHOD, compare
+from lenscal.selection.compare import compare
 from lenscal.selection.config import load_grid
 from lenscal.selection.runner import run_grid
+from lenscal.stats.intervals import PAIRED_METHOD
 
 
 class GridParams(CheckParams):
@@ -59,7 +60,19 @@ def grid(ctx: Context, params: GridParams, out: Path) -> Outcome:
         out / "completeness_vs_theta_e.png",
         out / "completeness_vs_source_mag.png",
     ]
-    return Outcome(m, headline, None, figures)
+    pool = f"{config.host_max:,} hosts drawn" if config.host_max else "all hosts"
+    poisson = f"gain {config.poisson_gain:g} e-/nmgy" if config.poisson_gain else "off"
+    override = (
+        config.preprocess_override.model_dump(exclude_none=True) if config.preprocess_override else None
+    )
+    caption = (
+        f"grid {config.name}: {m['injections']:,} injections ({config.per_cell} per cell) in "
+        f"{m['cells_with_data']} of {m['cells']} cells, prior {config.prior}, {config.injection_model} hosts "
+        f"({pool}, {config.host_binning} binning), Poisson {poisson}"
+        + (f", preprocessing override {override}" if override else "")
+        + f", seed {config.seed}"
+    )
+    return Outcome(m, headline, None, figures, caption=caption)
 
 
 class GridCompareParams(CheckParams):
@@ -77,11 +90,13 @@ def grid_compare(ctx: Context, params: GridCompareParams, out: Path) -> Outcome:
     metrics: dict[str, Any] = {
         "a": params.a,  # as named (a step, or a path from the results root): no machine paths
         "b": params.b,
-        "method": METHOD,
+        "method": comparison.method,
+        "pairing": comparison.pairing,
         "geometry_differences": sorted(comparison.geometry_differences),
         "treatment_differences": sorted(comparison.treatment_differences),
     }
-    headline = []
+    kind = "paired" if comparison.method == PAIRED_METHOD else "unpaired"
+    headline = [f"{comparison.pairing}; intervals: {comparison.method}"]
     if comparison.treatment_differences:
         changed = "; ".join(f"{k}: {va} -> {vb}" for k, (va, vb) in comparison.treatment_differences.items())
         headline.append(f"compared: {changed}")
@@ -94,9 +109,11 @@ def grid_compare(ctx: Context, params: GridCompareParams, out: Path) -> Outcome:
         }
         headline.append(
             f"{r.threshold}: {int(r.k_a)}/{int(r.n_a)} -> {int(r.k_b)}/{int(r.n_b)}, "
-            f"B - A {r.difference:+.4f} (Newcombe 95% [{r.newcombe95_low:+.4f}, {r.newcombe95_high:+.4f}])"
+            f"B - A {r.difference:+.4f} ({kind} Newcombe 95% [{r.newcombe95_low:+.4f}, "
+            f"{r.newcombe95_high:+.4f}])"
         )
-    return Outcome(metrics, headline, overall, [out / "difference_heatmaps.png"])
+    caption = f"{params.b} against {params.a}, per cell and pooled; {comparison.pairing}"
+    return Outcome(metrics, headline, overall, [out / "difference_heatmaps.png"], caption=caption)
 
 
 def _results(ctx: Context, name: str) -> Path:

@@ -22,6 +22,7 @@ class MaskedPixelParams(CheckParams):
     n: int | None = None  # cutouts to look at (None: all)
     seed: int = 42
     central_radius_px: float = 10.0  # "central" NaN: within this many pixels of the centre pixel
+    flag_fraction: float = 0.05  # the team's --threshold: cutouts with more NaN pixels are flagged
 
 
 @register_check("masked_pixels", MaskedPixelParams)
@@ -60,10 +61,13 @@ def masked_pixels(ctx: Context, params: MaskedPixelParams, out: Path) -> Outcome
         "fraction_with_nan": float(audit["any_nan"].mean()),
         "with_central_nan": int(audit["central_nan"].sum()),
         "mean_nan_fraction": float(audit["nan_fraction"].mean()),
+        "flag_fraction": params.flag_fraction,
+        "above_flag_fraction": int((audit["nan_fraction"] > params.flag_fraction).sum()),
     }
     headline = [
         f"{metrics['with_nan']}/{len(audit)} cutouts hold NaN pixels ({metrics['fraction_with_nan']:.2%}); "
-        f"{metrics['with_central_nan']} within {params.central_radius_px:g} px of the centre"
+        f"{metrics['with_central_nan']} within {params.central_radius_px:g} px of the centre; "
+        f"{metrics['above_flag_fraction']} with more than {params.flag_fraction:.0%} NaN pixels"
     ]
     pos, neg = audit[audit["label"] == 1], audit[audit["label"] == 0]
     if len(pos) and len(neg):
@@ -73,7 +77,9 @@ def masked_pixels(ctx: Context, params: MaskedPixelParams, out: Path) -> Outcome
             f"cutouts with NaN, positives - negatives: {float(d):+.3f} (Newcombe 95% [{float(low):+.3f}, "
             f"{float(high):+.3f}]); an interval excluding 0 is a shortcut the finder could learn"
         )
-    return Outcome(metrics, headline, summary, [_plot(audit, out / "masked_pixels.png")])
+    where = f"split {params.split}" if params.split else "every split"
+    caption = f"{len(audit)} cutouts of {where} (seed {params.seed})"
+    return Outcome(metrics, headline, summary, [_plot(audit, out / "masked_pixels.png")], caption=caption)
 
 
 def pixel_audit(images: np.ndarray, central_radius_px: float) -> pd.DataFrame:

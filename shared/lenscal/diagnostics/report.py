@@ -45,7 +45,9 @@ def write_report(out: Path, meta: dict[str, Any], steps: list[ResolvedStep]) -> 
             lines.append("_not run_")
             continue
         done = json.loads(done_file.read_text())
-        lines.append(f"_{done.get('description', '')}_ ({done.get('seconds', 0):.1f} s)")
+        lines.append(
+            f"_Ran: {done.get('ran') or done.get('description', '')}_ ({done.get('seconds', 0):.1f} s)"
+        )
         lines.append("")
         lines += [f"- {h}" for h in done.get("headline", [])]
         table = read_table(out / step.name)

@@ -150,11 +150,23 @@ def _run_step(ctx: Context, step: ResolvedStep, directory: Path) -> None:
             "sha256": step.sha256,
             "status": "done",
             "description": step.description,
+            "ran": outcome.caption or default_caption(step),
             "headline": outcome.headline,
             "figures": figures,
             "seconds": round(seconds, 3),
         },
     )
+
+
+def default_caption(step: ResolvedStep) -> str:
+    """What ran, for a check that gives no caption of its own: its one-line description and
+    the scalar parameters it ran with."""
+    check = get_check(step.check)
+    values = step.params.model_dump(mode="json")
+    shown = ", ".join(
+        f"{k} {v}" for k, v in values.items() if isinstance(v, (int, float, str)) and v is not None
+    )
+    return f"{check.description.rstrip('.')}" + (f" ({shown})" if shown else "")
 
 
 def _finished(directory: Path, step: ResolvedStep) -> bool:

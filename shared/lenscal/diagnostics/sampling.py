@@ -160,11 +160,21 @@ def fixed_thresholds(values: Sequence[float]) -> dict[str, float]:
     return {f"p>={v:g}": float(v) for v in values}
 
 
-def labelled_rows(ctx: Context, *, split: str, n_negatives: int | None, seed: int, what: str) -> np.ndarray:
-    """Every positive of ``split`` and ``n_negatives`` of its negatives (all when None),
-    drawn by ``seed``: the set the scoring-time sweeps score."""
+def labelled_rows(
+    ctx: Context,
+    *,
+    split: str,
+    n_negatives: int | None,
+    seed: int,
+    what: str,
+    n_positives: int | None = None,
+) -> np.ndarray:
+    """``n_positives`` positives of ``split`` and ``n_negatives`` of its negatives (all when
+    None), each drawn by ``seed``: the set the scoring-time sweeps score."""
     manifest = ctx.hosts.manifest()
-    positives = select_rows(manifest, split=split, label=1, what=f"{what} positives")
+    positives = select_rows(
+        manifest, split=split, label=1, n=n_positives, seed=seed, what=f"{what} positives"
+    )
     negatives = select_rows(
         manifest, split=split, label=0, n=n_negatives, seed=seed, what=f"{what} negatives"
     )

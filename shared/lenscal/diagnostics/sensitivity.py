@@ -47,6 +47,8 @@ EIGHT = (
 class SensitivityParams(CheckParams):
     grid: str = "d05"
     per_cell: int = 100
+    #: The team's sensitivity_analysis.py drew 10,000 hosts (its --host-max default).
+    host_max: int = 10_000
     overrides: dict[str, Any] = Field(default_factory=dict)  # other grid keys
     threshold: str = "p>=0.5"
     perturbations: tuple[Perturbation, ...] = EIGHT
@@ -56,7 +58,9 @@ class SensitivityParams(CheckParams):
 @register_check("sensitivity", SensitivityParams)
 def sensitivity(ctx: Context, params: SensitivityParams, out: Path) -> Outcome:
     """Sensitivity analysis: completeness shifts under the eight injection perturbations."""
-    base = load_grid(params.grid, per_cell=params.per_cell, **params.overrides)
+    base = load_grid(
+        params.grid, per_cell=params.per_cell, **{"host_max": params.host_max, **params.overrides}
+    )
     runs = {"baseline": base} | {p.name: perturbed(base, p) for p in params.perturbations}
     dirs = {}
     with progress_bar(len(runs), "sensitivity grids", enabled=ctx.progress) as advance:

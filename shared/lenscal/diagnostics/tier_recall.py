@@ -76,7 +76,12 @@ def tier_recall(ctx: Context, params: TierRecallParams, out: Path) -> Outcome:
     for label, info in fpr_info.items():
         if "refused" in info:
             headline.append(f"{label}: not used: {info['refused']}")
-    return Outcome(metrics, headline, table, [_plot(table, out / "tier_recall.png")])
+    caption = (
+        f"{int(labels.sum())} {params.split} lenses ("
+        + ", ".join(f"{int((labels & (tiers == t)).sum())} tier {t}" for t in TIERS)
+        + f") and {int((~labels).sum())} negatives scored"
+    )
+    return Outcome(metrics, headline, table, [_plot(table, out / "tier_recall.png")], caption=caption)
 
 
 def _plot(table: pd.DataFrame, path: Path) -> Path:

@@ -91,13 +91,16 @@ def compare_command(
     from rich.console import Console
     from rich.table import Table
 
-    from lenscal.selection.compare import METHOD, compare
+    from lenscal.selection.compare import compare
 
     target = out or (b / f"compare_{a.name}")
     comparison = compare(a, b, force=force, out=target)
     for field, (va, vb) in comparison.treatment_differences.items():
         typer.echo(f"  compared: {field}: {va} -> {vb}")
-    table = Table("threshold", "A k/n", "B k/n", "B - A", "Newcombe 95%", title=f"overall ({METHOD})")
+    typer.echo(f"  {comparison.pairing}")
+    table = Table(
+        "threshold", "A k/n", "B k/n", "B - A", "95% interval", title=f"overall ({comparison.method})"
+    )
     for _, r in comparison.marginals["overall"].iterrows():
         interval = f"[{r.newcombe95_low:+.4f}, {r.newcombe95_high:+.4f}]"
         a_count, b_count = f"{int(r.k_a)}/{int(r.n_a)}", f"{int(r.k_b)}/{int(r.n_b)}"

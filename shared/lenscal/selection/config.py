@@ -28,7 +28,18 @@ from lenscal.preprocess import PreprocessOverride
 from lenscal.validation import validated
 
 #: Fields that must agree for two grid results to be compared.
-GEOMETRY = ("axes", "per_cell", "source_mag_bins", "lensed_mag_bins", "thresholds", "fpr_targets", "split")
+GEOMETRY = (
+    "axes",
+    "per_cell",
+    "source_mag_bins",
+    "lensed_mag_bins",
+    "thresholds",
+    "fpr_targets",
+    "split",
+    "host_max",
+    "host_binning",
+    "fpr_negatives_max",
+)
 
 
 class GridError(LenscalError):
@@ -74,8 +85,17 @@ class GridConfig(BaseModel):
     prior: str = "default"
     seed: int = Field(0, ge=0)
     split: str = "val"
+    #: Hosts drawn from the pool before binning (None: all), DataFrame.sample(random_state=seed)
+    #: as the team's selection_function_grid.py (--host-max 20000 in D03-D05).
+    host_max: int | None = Field(None, ge=1)
+    #: How hosts join PSF x depth bins (lenscal.selection.plan): the team's ``nearest`` (no
+    #: range limit) or ``within_half_step``.
+    host_binning: Literal["nearest", "within_half_step"] = "within_half_step"
+    #: Validation negatives the FPR thresholds rest on (None: all), drawn like host_max (the
+    #: team's derive_fpr_thresholds: max_negatives 50,000).
+    fpr_negatives_max: int | None = Field(None, ge=1)
     source_mag_bins: tuple[float, ...] = (23.0, 24.0, 25.0, 26.0)  # unlensed r, AB
-    lensed_mag_bins: tuple[float, ...] = (18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0, 26.0, 27.0)
+    lensed_mag_bins: tuple[float, ...] = (18.0, 20.0, 22.0, 24.0, 27.0)  # r AB of the arc, the team's
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
     fpr_targets: tuple[float, ...] = (1e-3, 1e-4)
     #: An FPR threshold must rest on at least this many negatives x (1 / target FPR), i.e. on

@@ -1,7 +1,13 @@
-"""Which host each grid injection lands on. Hosts of the injection model's pool are binned
-to the nearest PSF and depth bin (within half a step; others are outside the grid);
-injection ``i`` of cell ``c`` takes a host of that cell's bin chosen by its own keyed
-generator, so any injection of a run can be regenerated alone."""
+"""Which host each grid injection lands on. The injection model's pool is first cut to
+``host_max`` hosts when it holds more (``DataFrame.sample(n=host_max, random_state=seed)``
+over the pool in manifest order, as the team's selection_function_grid.py drew them), then
+each host is binned by PSF and depth (``host_binning``): ``nearest``, the team's rule, snaps
+every host to its nearest bin centre with no range limit (ties to the lower bin, as
+``np.argmin``); ``within_half_step`` keeps only hosts within half a step of a centre (the
+rest are outside the grid). Hosts without a finite PSF size or depth are left out (the
+team's argmin put them in the first bin). Injection ``i`` of cell ``c`` takes a host of
+that cell's bin chosen by its own keyed generator, so any injection of a run can be
+regenerated alone."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import pandas as pd
 from lenscal.errors import ManifestError
 from lenscal.injection.hosts import host_pool
 from lenscal.rng import grid_host_rng
-from lenscal.selection.config import Axis, GridConfig, cell_name
+from lenscal.selection.config import Axis, GridConfig, GridError, cell_name
 from lenscal.survey import m5_from_psfdepth
 
 
@@ -42,13 +48,28 @@ class GridPlan:
         return [self.injections[i : i + size] for i in range(0, len(self.injections), size)]
 
 
-def nearest_bin(values: np.ndarray, axis: Axis) -> np.ndarray:
-    """The nearest bin centre of each value, NaN outside half a step beyond the ends."""
+def nearest_bin(values: np.ndarray, axis: Axis, rule: str = "within_half_step") -> np.ndarray:
+    """The bin centre of each value by ``rule`` (see the module docstring); NaN where the
+    value is not finite or, within_half_step, more than half a step beyond the ends."""
     centres = axis.centres()
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if rule == "nearest":
+        index = np.argmin(np.abs(np.where(finite, values, 0.0)[:, None] - centres[None, :]), axis=1)
+        return np.where(finite, centres[index], np.nan)
+    if rule != "within_half_step":
+        raise GridError(f"unknown host_binning {rule!r}; known: nearest, within_half_step")
     index = np.rint((values - axis.start) / axis.step)
-    inside = np.isfinite(values) & (index >= 0) & (index < centres.size)
+    inside = finite & (index >= 0) & (index < centres.size)
     picked = centres[np.clip(np.nan_to_num(index, nan=0).astype(int), 0, centres.size - 1)]
     return np.where(inside, picked, np.nan)
+
+
+def capped_pool(pool: pd.DataFrame, host_max: int | None, seed: int) -> pd.DataFrame:
+    """At most ``host_max`` hosts of the pool, drawn as the team's grid script drew them."""
+    if host_max is None or len(pool) <= host_max:
+        return pool
+    return pool.sample(n=host_max, random_state=seed)
 
 
 def plan_grid(manifest: pd.DataFrame, config: GridConfig) -> GridPlan:
@@ -58,12 +79,13 @@ def plan_grid(manifest: pd.DataFrame, config: GridConfig) -> GridPlan:
         if column not in manifest.columns:
             raise ManifestError(f"grid hosts need manifest column {column!r} (to bin them by PSF and depth)")
     pool = host_pool(manifest.reset_index(drop=True), config.injection_model, config.split)
+    pool = capped_pool(pool, config.host_max, config.seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         depth = np.array(
             [m5_from_psfdepth(v) if v > 0 else np.nan for v in pool["psfdepth_r"].to_numpy(float)]
         )
-    psf_bin = nearest_bin(pool["psfsize_r"].to_numpy(float), config.axes.psf_fwhm)
-    depth_bin = nearest_bin(depth, config.axes.depth)
+    psf_bin = nearest_bin(pool["psfsize_r"].to_numpy(float), config.axes.psf_fwhm, config.host_binning)
+    depth_bin = nearest_bin(depth, config.axes.depth, config.host_binning)
     rows = pool.index.to_numpy()
     digest = hashlib.sha256()
     by_bin: dict[tuple[float, float], np.ndarray] = {}

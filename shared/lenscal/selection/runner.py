@@ -41,7 +41,7 @@ from lenscal.progress import progress_bar
 from lenscal.scoring.api import Scorer
 from lenscal.scoring.rows import score_rows
 from lenscal.selection.config import GridConfig, GridError, _sha256
-from lenscal.selection.plan import GridPlan, Injection, plan_grid
+from lenscal.selection.plan import GridPlan, Injection, capped_pool, plan_grid
 from lenscal.selection.tables import bin_labels, counts, detection_thresholds, pooled
 
 #: Injections per chunk: one injector call and one scorer call each.
@@ -375,6 +375,7 @@ def _score_negatives(
     if path.is_file():
         return pd.read_parquet(path)
     pool = host_pool(hosts.manifest().reset_index(drop=True), "IM1", config.split)
+    pool = capped_pool(pool, config.fpr_negatives_max, config.seed).sort_index()
     rows = pool.index.to_numpy()
     probabilities = (
         score_rows(
