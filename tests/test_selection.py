@@ -154,7 +154,8 @@ def _run(world: Path, out: Path, scorer: object, injector: object, **kw: object)
     from lenscal.data.shards import ShardReader
     from lenscal.selection.runner import run_grid
 
-    config = load_grid("mock_demo", per_cell=6)
+    grid_keys = {k: kw.pop(k) for k in list(kw) if k in ("poisson_gain", "seed")}
+    config = load_grid("mock_demo", per_cell=6, **grid_keys)
     return run_grid(config, hosts=ShardReader(world / "shards"), scorer=scorer, injector=injector, out=out,
                     chunk_size=16, progress=False, **kw)  # type: ignore[arg-type]  # fmt: skip
 
@@ -261,3 +262,63 @@ def test_kill_9_mid_grid_then_rerun_scores_every_injection_once(world: Path, tmp
     assert record.status == "Complete" and {p["role"] for p in record.parents} >= {"injection_model"}
     assert record.metrics["completeness.p>=0.5.n"] == 27 * 12
     assert record.metric_sources["injections"].endswith("metrics.json")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_same_seed_grids_compare_paired_and_fpr_thresholds_recount(world: Path, tmp_path: Path) -> None:
+    """A grid with and without Poisson noise makes the same injections: the comparison pairs
+    them (counts reconciled by hand from both injection tables) and its interval is far
+    narrower than the independent-samples one; another seed is not paired. Every FPR
+    threshold re-verifies: counting p >= t over negatives.parquet as stored gives the
+    achieved FPR recorded in meta.json."""
+    from lenscal.backends import open_injector, open_scorer
+    from lenscal.selection.compare import compare
+    from lenscal.stats.intervals import PAIRED_METHOD, UNPAIRED_METHOD, newcombe_difference
+
+    with open_scorer(model=world / "resnet-gen9") as scorer, open_injector(device="cpu") as injector:
+        base = _run(world, tmp_path / "base", scorer, injector, force_fpr=True)
+        noisy = _run(world, tmp_path / "noisy", scorer, injector, force_fpr=True, poisson_gain=150.0)
+        other = _run(world, tmp_path / "other", scorer, injector, force_fpr=True, seed=7)
+    for run in (base, noisy):
+        stored = pd.read_parquet(run.out / "negatives.parquet")["probability"]
+        recorded = json.loads((run.out / "meta.json").read_text())["thresholds"]
+        for label, entry in recorded.items():
+            count = int((stored >= entry["threshold"]).sum())
+            assert count / len(stored) == entry["achieved_fpr"], label
+            assert count <= entry["target_fpr"] * len(stored)
+    # 110 negatives cannot back FPR 1e-3 (10,000 needed): forced, and marked so wherever shown
+    metrics = json.loads((base.out / "metrics.json").read_text())
+    assert metrics["completeness"]["fpr=0.001"]["forced"] and "fpr=0.001" in metrics["forced_thresholds"]
+    assert not metrics["completeness"]["p>=0.5"]["forced"]
+    cells = pd.read_csv(base.out / "cells.csv")
+    assert (
+        cells.loc[cells.threshold == "fpr=0.001", "forced"].all()
+        and not cells.loc[cells.threshold == "p>=0.5", "forced"].any()
+    )
+    shown = subprocess.run(
+        [*LENSCAL, "grid", "show", str(base.out)], capture_output=True, text=True, timeout=120
+    )
+    assert (
+        shown.returncode == 0 and "fpr=0.001 (forced: rests on 110 negatives, 10,000 needed)" in shown.stdout
+    )
+    paired = compare(base.out, noisy.out)
+    assert paired.method == PAIRED_METHOD and paired.pairing.startswith("paired")
+    overall = paired.marginals["overall"].set_index("threshold")
+    label = str((overall.k_a - overall.n_a / 2).abs().idxmin())  # the threshold splitting the injections most
+    row = overall.loc[label]
+    assert 0 < row.k_a < row.n_a
+    t_a = json.loads((base.out / "metrics.json").read_text())["thresholds"][label]
+    t_b = json.loads((noisy.out / "metrics.json").read_text())["thresholds"][label]
+    a = pd.read_parquet(base.out / "injections.parquet").set_index("number")["probability"] >= t_a
+    b = pd.read_parquet(noisy.out / "injections.parquet").set_index("number")["probability"] >= t_b
+    assert (row.both, row.only_a, row.only_b, row.neither) == (
+        int((a & b).sum()),
+        int((a & ~b).sum()),
+        int((~a & b).sum()),
+        int((~a & ~b).sum()),
+    )
+    _, low, high = newcombe_difference(row.k_a, row.n_a, row.k_b, row.n_b)
+    assert row.newcombe95_high - row.newcombe95_low < float(high) - float(low)
+    unpaired = compare(base.out, other.out, force=True)
+    assert unpaired.method == UNPAIRED_METHOD and "seeds differ" in unpaired.pairing

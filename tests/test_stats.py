@@ -124,3 +124,56 @@ def test_summary_reports_tiers_and_threshold_provenance(scored: tuple[np.ndarray
     )
     low, high = summary["bootstrap"]["auc_95"]
     assert low <= summary["auc"] <= high
+
+
+def test_newcombe_paired_interval_by_hand_and_published() -> None:
+    """Newcombe (1998) method 10 for paired proportions, on the worked example Fagerland,
+    Lydersen & Laake give for it (Cavo et al. 2012, complete response before and after
+    consolidation: 59 both, 6 before only, 16 after only, 80 neither): estimate -0.0621,
+    95% CI -0.1186 to -0.0046. Here "B" is before (59 + 6), "A" after (59 + 16)."""
+    from lenscal.stats.intervals import newcombe_paired_difference
+
+    both, only_b, only_a, neither = 59, 6, 16, 80
+    n = both + only_a + only_b + neither
+    z = norm.ppf(0.975)
+
+    def wilson_limits(k: int) -> tuple[float, float]:  # the score interval, written out
+        p = k / n
+        centre = (2 * k + z**2) / (2 * (n + z**2))
+        half = z * np.sqrt(z**2 + 4 * k * (1 - p)) / (2 * (n + z**2))
+        return centre - half, centre + half
+
+    p_b, p_a = (both + only_b) / n, (both + only_a) / n
+    (l_b, u_b), (l_a, u_a) = wilson_limits(both + only_b), wilson_limits(both + only_a)
+    a = both * neither - only_a * only_b  # 4624 > n/2: corrected to 4624 - 80.5
+    phi = (a - n / 2) / np.sqrt((both + only_b) * (only_a + neither) * (both + only_a) * (only_b + neither))
+    low = (p_b - p_a) - np.sqrt((p_b - l_b) ** 2 - 2 * phi * (p_b - l_b) * (u_a - p_a) + (u_a - p_a) ** 2)
+    high = (p_b - p_a) + np.sqrt((p_a - l_a) ** 2 - 2 * phi * (p_a - l_a) * (u_b - p_b) + (u_b - p_b) ** 2)
+    d, lo, hi = newcombe_paired_difference(both, only_a, only_b, neither)
+    assert (float(d), float(lo), float(hi)) == pytest.approx((p_b - p_a, low, high), abs=1e-12)
+    assert (round(float(d), 4), round(float(lo), 4), round(float(hi), 4)) == (-0.0621, -0.1186, -0.0046)
+    # phi's correction: 0 <= ad - bc <= n/2 counts as no correlation; negative stays as is
+    d0, lo0, hi0 = newcombe_paired_difference(1, 2, 3, 4)  # ad - bc = -2 < 0
+    assert float(lo0) < float(d0) < float(hi0)
+    # swapping A and B mirrors the interval; no pairs gives NaN
+    d1, lo1, hi1 = newcombe_paired_difference(both, only_b, only_a, neither)
+    assert (float(d1), float(lo1), float(hi1)) == pytest.approx((-float(d), -float(hi), -float(lo)))
+    assert np.isnan(newcombe_paired_difference(0, 0, 0, 0)[0])
+
+
+def test_fpr_threshold_recounts_at_the_stored_precision() -> None:
+    """float32 scores (as a scorer stores them): the threshold is float32-representable, so
+    counting p >= t over the stored float32 values (numpy compares a Python float with a
+    float32 array in float32) gives the achieved FPR exactly."""
+    import pandas as pd
+
+    from lenscal.stats.metrics import threshold_at_fpr
+
+    rng = np.random.default_rng(3)
+    stored = pd.Series(rng.uniform(0.5, 0.52, 20_000).astype(np.float32))
+    for target in (1e-3, 1e-4, 0.05):
+        found = threshold_at_fpr(stored.to_numpy(), np.zeros(len(stored), bool), target)
+        count = int((stored >= found.threshold).sum())
+        assert count / len(stored) == found.achieved_fpr and count <= target * len(stored)
+        assert np.float32(found.threshold) == found.threshold  # representable: no rounding on compare
+        assert int((stored.to_numpy(np.float64) >= found.threshold).sum()) == count

@@ -13,6 +13,7 @@ from lenscal.diagnostics.base import CheckParams, Context, DiagnosticError, Outc
 from lenscal.selection.compare import compare
 from lenscal.selection.config import load_grid
 from lenscal.selection.runner import run_grid
+from lenscal.selection.tables import forced_note
 from lenscal.stats.intervals import PAIRED_METHOD
 
 
@@ -52,8 +53,8 @@ def grid(ctx: Context, params: GridParams, out: Path) -> Outcome:
             continue
         low, high = entry["jeffreys68"]
         headline.append(
-            f"{label}: pooled completeness {entry['k']}/{entry['n']} = {entry['value']:.2%} "
-            f"(Jeffreys 68% [{low:.2%}, {high:.2%}])"
+            f"{label}{forced_note(label, m['fpr_thresholds'])}: pooled completeness "
+            f"{entry['k']}/{entry['n']} = {entry['value']:.2%} (Jeffreys 68% [{low:.2%}, {high:.2%}])"
         )
     figures = [
         out / "completeness_heatmaps.png",

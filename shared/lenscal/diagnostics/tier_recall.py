@@ -15,7 +15,7 @@ from lenscal.data.manifest import TIERS
 from lenscal.diagnostics.base import CheckParams, Context, Outcome, register_check
 from lenscal.diagnostics.sampling import detections, labelled_rows, score_rows
 from lenscal.plotting import pyplot, save_figure
-from lenscal.selection.tables import detection_thresholds
+from lenscal.selection.tables import detection_thresholds, forced_note, mark_forced
 
 
 class TierRecallParams(CheckParams):
@@ -57,7 +57,7 @@ def tier_recall(ctx: Context, params: TierRecallParams, out: Path) -> Outcome:
             table = detections(scored.probabilities[mask], thresholds)
             table.insert(0, "lenses", name)
             tables.append(table)
-    table = pd.concat(tables, ignore_index=True)
+    table = mark_forced(pd.concat(tables, ignore_index=True), fpr_info)
     table.to_csv(out / "recall.csv", index=False)
     metrics: dict[str, Any] = {"negatives": int((~labels).sum()), "fpr_thresholds": fpr_info}
     for _, r in table.iterrows():
@@ -67,6 +67,7 @@ def tier_recall(ctx: Context, params: TierRecallParams, out: Path) -> Outcome:
             "recall": float(r.completeness),
             "jeffreys68": [float(r.jeffreys68_low), float(r.jeffreys68_high)],
             "jeffreys95": [float(r.jeffreys95_low), float(r.jeffreys95_high)],
+            "forced": bool(r.forced),
         }
     headline = [
         f"{r.lenses}: recall {r.completeness:.1%} ({int(r.k)}/{int(r.n)}) at p >= 0.5, Jeffreys 68% "
@@ -76,6 +77,8 @@ def tier_recall(ctx: Context, params: TierRecallParams, out: Path) -> Outcome:
     for label, info in fpr_info.items():
         if "refused" in info:
             headline.append(f"{label}: not used: {info['refused']}")
+        elif info.get("forced"):
+            headline.append(f"{label}{forced_note(label, fpr_info)}")
     caption = (
         f"{int(labels.sum())} {params.split} lenses ("
         + ", ".join(f"{int((labels & (tiers == t)).sum())} tier {t}" for t in TIERS)

@@ -153,6 +153,7 @@ def _print_marginal(directory: Path) -> None:
     from rich.table import Table
 
     from lenscal.selection.compare import read_run
+    from lenscal.selection.tables import forced_note
 
     meta = read_run(directory)
     console = Console(width=160)
@@ -165,7 +166,8 @@ def _print_marginal(directory: Path) -> None:
             cells = [str(r[column])] if column else []
             j68 = f"[{r.jeffreys68_low:.4f}, {r.jeffreys68_high:.4f}]"
             j95 = f"[{r.jeffreys95_low:.4f}, {r.jeffreys95_high:.4f}]"
-            table.add_row(*cells, str(r.threshold), f"{int(r.k)}/{int(r.n)}", value, j68, j95)
+            label = str(r.threshold) + forced_note(str(r.threshold), meta.get("thresholds", {}))
+            table.add_row(*cells, label, f"{int(r.k)}/{int(r.n)}", value, j68, j95)
         console.print(table)
     refused = {k: v["refused"] for k, v in meta.get("thresholds", {}).items() if "refused" in v}
     for label, why in refused.items():

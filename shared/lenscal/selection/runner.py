@@ -42,7 +42,14 @@ from lenscal.scoring.api import Scorer
 from lenscal.scoring.rows import score_rows
 from lenscal.selection.config import GridConfig, GridError, _sha256
 from lenscal.selection.plan import GridPlan, Injection, capped_pool, plan_grid
-from lenscal.selection.tables import bin_labels, counts, detection_thresholds, pooled
+from lenscal.selection.tables import (
+    bin_labels,
+    counts,
+    detection_thresholds,
+    forced_note,
+    mark_forced,
+    pooled,
+)
 
 #: Injections per chunk: one injector call and one scorer call each.
 CHUNK = 256
@@ -425,7 +432,9 @@ def _tables(
     data = injections.copy()
     data["source_mag_bin"] = bin_labels(data["mag_r"].to_numpy(float), config.source_mag_bins)
     data["lensed_mag_bin"] = bin_labels(data["lensed_mag_r"].to_numpy(float), config.lensed_mag_bins)
-    cells = counts(data, ["theta_e_bin", "psf_bin", "depth_bin"], thresholds, full=cells_all)
+    cells = mark_forced(
+        counts(data, ["theta_e_bin", "psf_bin", "depth_bin"], thresholds, full=cells_all), fpr_info
+    )
     cells.to_csv(out / "cells.csv", index=False)
     tables = {
         "theta_e": pooled(cells, ["theta_e_bin"]),
@@ -436,7 +445,7 @@ def _tables(
         "overall": pooled(cells, []),
     }
     for name, table in tables.items():
-        table.to_csv(out / f"marginal_{name}.csv", index=False)
+        mark_forced(table, fpr_info).to_csv(out / f"marginal_{name}.csv", index=False)
     overall = tables["overall"].set_index("threshold")
     metrics: dict[str, Any] = {
         "injections": len(injections),
@@ -450,9 +459,11 @@ def _tables(
                 "value": None if row.no_data else float(row.completeness),
                 "jeffreys68": [row.jeffreys68_low, row.jeffreys68_high],
                 "jeffreys95": [row.jeffreys95_low, row.jeffreys95_high],
+                "forced": bool(forced_note(str(label), fpr_info)),
             }
             for label, row in overall.iterrows()
         },
+        "forced_thresholds": sorted(label for label in thresholds if forced_note(label, fpr_info)),
         "thresholds": {label: value for label, value in thresholds.items()},
         "fpr_thresholds": fpr_info,
         "interval_method": "jeffreys (Beta(k+1/2, n-k+1/2), equal-tailed); marginals pool counts",

@@ -101,7 +101,7 @@ def detection_thresholds(
     info states, per FPR target, how many negatives it rests on and how many were needed."""
     thresholds = {f"p>={t:g}": float(t) for t in fixed}
     info: dict[str, Any] = {}
-    scores = np.asarray(negative_probabilities, dtype=np.float64)
+    scores = np.asarray(negative_probabilities)  # kept at its stored precision (threshold_at_fpr)
     for target in fpr_targets:
         label = f"fpr={target:g}"
         needed = int(np.ceil(min_false_positives / target))
@@ -114,7 +114,9 @@ def detection_thresholds(
             entry["refused"] = "no validation negatives to set it"
         else:
             found = threshold_at_fpr(scores, np.zeros(scores.size, dtype=bool), target)
-            entry.update(threshold=found.threshold, achieved_fpr=found.achieved_fpr)
+            entry.update(
+                threshold=found.threshold, achieved_fpr=found.achieved_fpr, score_dtype=str(scores.dtype)
+            )
             if scores.size < needed and not force:
                 entry["refused"] = (
                     f"rests on {scores.size} negatives; {needed} are needed ({min_false_positives} "
@@ -125,3 +127,19 @@ def detection_thresholds(
                 entry["forced"] = scores.size < needed
         info[label] = entry
     return thresholds, info
+
+
+def forced_note(label: str, fpr_info: Mapping[str, Any]) -> str:
+    """`` (forced: ...)`` after a threshold label whose FPR threshold rests on fewer
+    negatives than it needs and was used only because it was forced; "" otherwise."""
+    entry = fpr_info.get(label) or {}
+    if not entry.get("forced"):
+        return ""
+    return f" (forced: rests on {entry['n_negatives']:,} negatives, {entry['needed_negatives']:,} needed)"
+
+
+def mark_forced(table: pd.DataFrame, fpr_info: Mapping[str, Any]) -> pd.DataFrame:
+    """The table with a ``forced`` column: True on rows of a forced FPR threshold."""
+    out = table.copy()
+    out["forced"] = [bool((fpr_info.get(str(t)) or {}).get("forced")) for t in out["threshold"]]
+    return out

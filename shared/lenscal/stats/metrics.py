@@ -80,14 +80,24 @@ class FprThreshold:
 
 
 def threshold_at_fpr(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> FprThreshold:
-    s, y = _check(scores, labels)
-    negatives = np.sort(s[~y])[::-1]
+    """The threshold at which at most ``target_fpr`` of the negatives score ``>=`` it, chosen
+    at the precision the scores come in (float32 scores get a float32-representable
+    threshold): counting ``p >= t`` over the scores as stored, in float32 or float64, then
+    gives exactly the achieved FPR. (A float64 threshold just above a float32 score rounds
+    back onto it when compared in float32, as numpy does with a Python float, and one more
+    negative would pass.)"""
+    _check(scores, labels)
+    raw = np.asarray(scores).reshape(-1)
+    dtype = raw.dtype if np.issubdtype(raw.dtype, np.floating) else np.dtype(np.float64)
+    y = np.asarray(labels).reshape(-1).astype(bool)
+    negatives = np.sort(raw.astype(dtype)[~y])[::-1]
     n = negatives.size
     allowed = int(np.floor(target_fpr * n))  # negatives allowed at or above the threshold
-    # Just above the (allowed+1)-th highest negative: at most `allowed` negatives pass.
-    threshold = float(negatives[-1]) if allowed >= n else float(np.nextafter(negatives[allowed], np.inf))
+    # Just above the (allowed+1)-th highest negative, in the scores' own precision: at most
+    # `allowed` negatives pass.
+    threshold = negatives[-1] if allowed >= n else np.nextafter(negatives[allowed], dtype.type(np.inf))
     achieved = float((negatives >= threshold).sum() / n) if n else float("nan")
-    return FprThreshold(target_fpr, threshold, achieved, n, n > 0 and target_fpr >= 1.0 / n)
+    return FprThreshold(target_fpr, float(threshold), achieved, n, n > 0 and target_fpr >= 1.0 / n)
 
 
 def recall_at_threshold(scores: np.ndarray, labels: np.ndarray, threshold: float) -> tuple[int, int]:
