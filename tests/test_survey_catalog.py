@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -167,6 +168,37 @@ def test_meta_learner_beats_a_finder_only_where_it_does() -> None:
     assert verdict["members"]["B"]["beats"]  # the noisier copy alone is worse than A (and the stack)
 
 
+def test_paper_iv_mlp_stacker_on_synthetic_scores() -> None:
+    """The team's stacker: an MLP 2 -> 300 -> 1 on the finders' probabilities. On two finders
+    with independent errors it beats both; its numpy forward pass (what the survey scorer
+    runs) is the network's."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    y = rng.random(n) < 0.3
+    a, b = 2.0 * y + rng.normal(size=n) - 1.0, 2.0 * y + rng.normal(size=n) - 1.0
+    half = n // 2
+    meta = fit_meta(
+        "stack", {"A": a[:half], "B": b[:half]}, y[:half], [_info("A"), _info("B")], stacker="paperIV"
+    )
+    assert meta.stacker == "paperIV" and meta.mlp is not None
+    assert np.asarray(meta.mlp.w1).shape == (300, 2) and len(meta.mlp.w2) == 300
+    verdict = compare(meta, {"A": a[half:], "B": b[half:]}, y[half:], bootstrap=300)
+    assert verdict["members"]["A"]["beats"] and verdict["members"]["B"]["beats"]
+    net = torch.nn.Sequential(torch.nn.Linear(2, 300), torch.nn.ReLU(), torch.nn.Linear(300, 1)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor(meta.mlp.w1))
+        net[0].bias.copy_(torch.tensor(meta.mlp.b1))
+        net[2].weight.copy_(torch.tensor([meta.mlp.w2]))
+        net[2].bias.copy_(torch.tensor([meta.mlp.b2]))
+        probabilities = torch.sigmoid(torch.from_numpy(np.stack([a, b], 1))).double()  # the team's "score"
+        expected = torch.sigmoid(net(probabilities)).squeeze(1).numpy()
+    np.testing.assert_allclose(meta.predict_proba({"A": a, "B": b}), expected, rtol=1e-12)
+    saved = load_meta(meta.save(Path(tempfile.mkdtemp()) / "meta.json"))
+    np.testing.assert_allclose(saved.predict_proba({"A": a, "B": b}), expected, rtol=1e-12)
+
+
 def test_meta_fit_records_the_ensemble_and_the_survey_scores_it(
     world: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -181,9 +213,14 @@ def test_meta_fit_records_the_ensemble_and_the_survey_scores_it(
     assert "vs resnet-gen8" in fit.stdout and "vs resnet-gen9" in fit.stdout
     metrics = json.loads((tmp_path / "meta" / "metrics.json").read_text())
     assert {"auc", "pauc", "ece", "recall_at_fpr_1e-3", "thresholds", "comparison"} <= set(metrics)
-    assert metrics["test_split"] == "test" and metrics["n"] == int(
-        (ShardReader(world["shards"]).manifest()["split"] == "test").sum()
+    manifest = ShardReader(world["shards"]).manifest()
+    assert metrics["stacker"] == "paperIV" and (metrics["fit_split"], metrics["test_split"]) == (
+        "train",
+        "val",
     )
+    assert metrics["n"] == int((manifest["split"] == "val").sum())
+    assert set(metrics["auc_bootstrap"]) == {"resnet-gen8", "resnet-gen9", "paperIV_ensemble"}
+    assert metrics["auc_bootstrap"]["paperIV_ensemble"]["resamples"] == 50
     from lenscal.registry.store import Registry
 
     record = Registry(registry).get("paperIV_ensemble")
@@ -203,6 +240,26 @@ def test_meta_fit_records_the_ensemble_and_the_survey_scores_it(
     )
     np.testing.assert_allclose(table["p_paperIV_ensemble"], expected, rtol=1e-12)
     assert pd.read_parquet(out / "candidates.parquet")["p_paperIV_ensemble"].is_monotonic_decreasing
+    # the same split for fitting and testing is refused, naming both; lenscal's logistic stacker stays
+    same = subprocess.run(
+        [*LENSCAL, "meta", "fit", "--shards", str(world["shards"]), "--model", str(world["a"]), "--model",
+         str(world["b"]), "--out", str(tmp_path / "same"), "--fit-split", "val", "--test-split", "val",
+         "--no-registry", "--device", "cpu"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert (
+        same.returncode == 2
+        and "'val' equals --test-split 'val'" in same.stderr
+        and "Traceback" not in same.stderr
+    )
+    logistic = subprocess.run(
+        [*LENSCAL, "meta", "fit", "--shards", str(world["shards"]), "--model", str(world["a"]), "--model",
+         str(world["b"]), "--out", str(tmp_path / "logistic"), "--stacker", "logistic", "--bootstrap", "20",
+         "--no-registry", "--device", "cpu"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert logistic.returncode == 0, logistic.stderr
+    assert load_meta(tmp_path / "logistic").stacker == "logistic"
     # a meta-learner is refused for a model with other weights under a member's name
     other = small_bundle(tmp_path / "other", spec=PreprocessSpec(clip_range=7.0), run_id="resnet-gen8")
     with (

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lenscal.device import DEVICE_HELP
+from lenscal.errors import LenscalError
 
 app = typer.Typer()
 
@@ -91,25 +92,45 @@ def meta_fit_command(
     scorer: Annotated[
         list[str] | None, typer.Option(help="Scorer host:port serving the members (repeat for replicas).")
     ] = None,
-    fit_split: Annotated[str, typer.Option(help="Split the meta-learner is fitted on.")] = "val",
-    test_split: Annotated[str, typer.Option(help="Split it is reported on.")] = "test",
+    stacker: Annotated[
+        str,
+        typer.Option(
+            help="paperIV: the team's MLP 2->300->1 on the finders' probabilities (fit on train, report "
+            "on val); logistic: lenscal's logistic regression on standardised logits (fit on val, report on "
+            "test)."
+        ),
+    ] = "paperIV",
+    fit_split: Annotated[
+        str | None, typer.Option(help="Split the meta-learner is fitted on (default: the stacker's).")
+    ] = None,
+    test_split: Annotated[
+        str | None, typer.Option(help="Split it is reported on (default: the stacker's).")
+    ] = None,
     bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples (intervals, comparisons).", min=10)
-    ] = 1000,
+    ] = 10_000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 42,
     device: Annotated[str, typer.Option(help=f"In-process: {DEVICE_HELP}.")] = "auto",
     no_registry: Annotated[bool, typer.Option("--no-registry", help="Do not record the run.")] = False,
     registry_url: Annotated[str | None, typer.Option(help="Registry database URL.")] = None,
 ) -> None:
-    """Fit a stacked logistic meta-learner on the members' standardised clipped logits
-    (fit split), report the E04-eval metrics on the test split, and whether it beats each
-    member (paired-bootstrap 95% interval of the AUC difference above zero)."""
+    """Fit Paper IV's meta-learner (the team's MLP on the finders' probabilities, or lenscal's
+    logistic stacker) on the fitting split, report the E04-eval metrics on the test split,
+    each model's own bootstrap AUC interval, and whether it beats each member (paired-bootstrap
+    95% interval of the AUC difference above zero). Equal or overlapping splits are refused."""
     from lenscal.backends import bundle_path, open_scorer
     from lenscal.data.shards import ShardReader
-    from lenscal.evaluation.meta import run_meta
+    from lenscal.evaluation.meta import FITS, run_meta
     from lenscal.registry.ids import check_id
     from lenscal.registry.runs import recorded_run
     from lenscal.registry.store import Registry
 
+    if stacker not in FITS:
+        raise LenscalError(f"--stacker {stacker!r}: known stackers are {', '.join(FITS)}")
+    if fit_split is not None and fit_split == test_split:
+        raise LenscalError(
+            f"--fit-split {fit_split!r} equals --test-split {test_split!r}; give two different splits"
+        )
     if not no_registry:
         check_id("training", name)  # before any work
     reader = ShardReader(shards)
@@ -129,7 +150,7 @@ def meta_fit_command(
             kind="training",
             results_dir=out,
             parents=[(i.model_id, "member") for i in infos],
-            description="stacked logistic meta-learner over " + ", ".join(i.name for i in infos),
+            description=f"{stacker} meta-learner over " + ", ".join(i.name for i in infos),
             done_status="Trained",
         ):
             result = run_meta(
@@ -138,12 +159,18 @@ def meta_fit_command(
                 out,
                 name=name,
                 models=[i.name for i in infos],
+                stacker=stacker,
                 fit_split=fit_split,
                 test_split=test_split,
                 bootstrap=bootstrap,
+                seed=seed,
             )
     m = result.metrics
-    typer.echo(f"{name} on {test_split}: AUC {m['auc']:.4f}  pAUC {m['pauc']:.4f}  ECE {m['ece']:.4f}")
+    own = m["auc_bootstrap"][name]["ci95"]
+    typer.echo(
+        f"{name} ({stacker}, fitted on {m['fit_split']}) on {m['test_split']}: AUC {m['auc']:.4f} "
+        f"[{own[0]:.4f}, {own[1]:.4f}]  pAUC {m['pauc']:.4f}  ECE {m['ece']:.4f}"
+    )
     for member, c in m["comparison"]["members"].items():
         low, high = c["delta_auc_95"]
         verdict = "beats it" if c["beats"] else "does not beat it"

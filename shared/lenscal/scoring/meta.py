@@ -1,10 +1,15 @@
-"""A stacked meta-learner over several finders' scores (Paper IV's ensemble), as data.
+"""A stacked meta-learner over several finders' scores (Paper IV's ensemble), as data. Two
+stackers (``STACKERS``):
 
-Features, one per member finder: its logit, clipped to +-``LOGIT_CLIP`` (a saturated
-float32 sigmoid carries no more information) and standardised with the mean and standard
-deviation it had on the split the meta-learner was fitted on. Model: logistic regression,
-p = sigmoid(intercept + sum_i coef_i * feature_i). Stored as JSON (``meta.json``, no
-pickle), with each member's model_id and weights SHA-256, so it is only ever applied to
+- ``paperIV`` (the team's scripts/meta_learner.py, after Coscrato et al. 2020): an MLP
+  ``Linear(M, 300) -> ReLU -> Linear(300, 1)`` on the members' probabilities (their
+  "score"), p = sigmoid(w2 . relu(W1 x + b1) + b2);
+- ``logistic``: logistic regression on each member's logit, clipped to +-``LOGIT_CLIP`` (a
+  saturated float32 sigmoid carries no more information) and standardised with the mean
+  and standard deviation it had on the fitting split, p = sigmoid(intercept + coef . x).
+
+Applied here in numpy (no torch: the survey scorer runs it). Stored as JSON (``meta.json``,
+no pickle), with each member's model_id and weights SHA-256, so it is only ever applied to
 the scores of the very models it was fitted on. Fitting and reporting:
 ``lenscal.evaluation.meta``."""
 
@@ -24,6 +29,10 @@ from lenscal.scoring.api import ModelInfo, sigmoid
 
 META_FORMAT = "lenscal-meta/1"
 LOGIT_CLIP = 20.0
+STACKERS = {
+    "paperIV": "MLP Linear(M, 300) -> ReLU -> Linear(300, 1) on the members' probabilities (Paper IV)",
+    "logistic": "logistic regression on standardised clipped logits",
+}
 
 
 @dataclass(frozen=True)
@@ -37,16 +46,45 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Mlp:
+    """The paperIV stacker's weights: w1 (H, M), b1 (H,), w2 (H,), b2."""
+
+    w1: tuple[tuple[float, ...], ...]
+    b1: tuple[float, ...]
+    w2: tuple[float, ...]
+    b2: float
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(x @ np.asarray(self.w1).T + np.asarray(self.b1), 0.0)
+        return hidden @ np.asarray(self.w2) + self.b2
+
+    def to_json(self) -> dict[str, Any]:
+        return {"w1": [list(r) for r in self.w1], "b1": list(self.b1), "w2": list(self.w2), "b2": self.b2}
+
+
+@dataclass(frozen=True)
 class MetaLearner:
     name: str
     members: tuple[Member, ...]
-    coef: tuple[float, ...]
-    intercept: float
+    coef: tuple[float, ...] = ()
+    intercept: float = 0.0
+    mlp: Mlp | None = None  # set: the paperIV stacker; None: logistic
 
-    def features(self, logits: Mapping[str, np.ndarray]) -> np.ndarray:
+    @property
+    def stacker(self) -> str:
+        return "paperIV" if self.mlp is not None else "logistic"
+
+    def _check_present(self, logits: Mapping[str, np.ndarray]) -> None:
         missing = [m.name for m in self.members if m.name not in logits]
         if missing:
             raise LenscalError(f"meta-learner {self.name}: no scores from member(s) {missing}")
+
+    def features(self, logits: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The stacker's input, one column per member: probabilities (paperIV) or standardised
+        clipped logits (logistic)."""
+        self._check_present(logits)
+        if self.mlp is not None:
+            return np.stack([sigmoid(np.asarray(logits[m.name])) for m in self.members], axis=1)
         columns = [
             (np.clip(np.asarray(logits[m.name], np.float64), -LOGIT_CLIP, LOGIT_CLIP) - m.mean) / m.std
             for m in self.members
@@ -55,7 +93,10 @@ class MetaLearner:
 
     def predict_proba(self, logits: Mapping[str, np.ndarray]) -> np.ndarray:
         """Probabilities from each member's logits (name -> (N,) array)."""
-        return sigmoid(self.features(logits) @ np.asarray(self.coef) + self.intercept)
+        x = self.features(logits)
+        if self.mlp is not None:
+            return sigmoid(self.mlp.forward(x))
+        return sigmoid(x @ np.asarray(self.coef) + self.intercept)
 
     def check_members(self, infos: Sequence[ModelInfo]) -> None:
         """Refuse scores from models other than the ones fitted on (same name, other weights or
@@ -73,15 +114,18 @@ class MetaLearner:
                 )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": META_FORMAT,
             "name": self.name,
-            "model": "logistic regression on standardised clipped logits",
-            "logit_clip": LOGIT_CLIP,
+            "stacker": self.stacker,
+            "model": STACKERS[self.stacker],
             "members": [m.__dict__ for m in self.members],
-            "coef": list(self.coef),
-            "intercept": self.intercept,
         }
+        if self.mlp is not None:
+            out["mlp"] = self.mlp.to_json()
+        else:
+            out.update(logit_clip=LOGIT_CLIP, coef=list(self.coef), intercept=self.intercept)
+        return out
 
     def save(self, path: str | Path) -> Path:
         atomic_write_text(path, json.dumps(self.to_json(), indent=1) + "\n")
@@ -98,6 +142,21 @@ def load_meta(path: str | Path) -> MetaLearner:
         if raw.get("format") != META_FORMAT:
             raise ValueError(f"format {raw.get('format')!r}, expected {META_FORMAT}")
         members = tuple(Member(**m) for m in raw["members"])
+        stacker = raw.get("stacker", "logistic")
+        if stacker not in STACKERS:
+            raise ValueError(f"unknown stacker {stacker!r}; known: {sorted(STACKERS)}")
+        if stacker == "paperIV":
+            w = raw["mlp"]
+            mlp = Mlp(
+                tuple(tuple(float(v) for v in row) for row in w["w1"]),
+                tuple(float(v) for v in w["b1"]),
+                tuple(float(v) for v in w["w2"]),
+                float(w["b2"]),
+            )
+            sizes = {len(mlp.b1), len(mlp.w2), len(mlp.w1)}
+            if len(sizes) != 1 or any(len(row) != len(members) for row in mlp.w1):
+                raise ValueError("MLP weights do not fit the members")
+            return MetaLearner(str(raw["name"]), members, mlp=mlp)
         coef = tuple(float(c) for c in raw["coef"])
         if len(coef) != len(members) or any(m.std <= 0 for m in members):
             raise ValueError("coefficients and members disagree, or a zero spread")
