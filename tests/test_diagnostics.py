@@ -3,6 +3,7 @@ at the demo preset end to end through real service processes."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from collections.abc import Iterator
@@ -340,10 +341,76 @@ def test_d05_demo_through_real_services_is_deterministic_and_recorded(
     assert a["bright_arc"]["gain_1e12.vs_baseline.p>=0.5.identical"] is True
     report = (tmp_path / "a" / "report.md").read_text()
     assert "## 10." not in report and "bright_arc/bright_arc.png" in report and "Jeffreys" in report
-    record = Registry().get("D05")
+    demo_id = f"D05_{dt.date.today():%Y%m%d}_demo"  # a demo run is never filed under the team's D05
+    record = Registry().get(demo_id)
     assert record.status == "Complete" and {p["role"] for p in record.parents} >= {"injection_model"}
+    assert not Registry().exists("D05")
     assert record.metrics["grid_no_poisson.completeness.p>=0.5.n"] == 27 * 4
     assert {Path(s) for s in record.metric_sources.values()} == {(tmp_path / "a" / "metrics.json").resolve()}
+    verify = subprocess.run([*LENSCAL, "registry", "verify"], capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_run_never_lands_on_the_teams_record(mock_world: Path, tmp_path: Path) -> None:
+    """In a registry imported from the team's file, a demo D05 on mock data with another model
+    is filed as D05_<date>_demo; D05 keeps gen4 and its note; --run-id D05 and record-results
+    into D05 are refused naming what differs; the report's summary puts the team's numbers
+    (read from the registry) beside this run's; registry verify passes."""
+    from lenscal.registry.store import Registry
+
+    from .conftest import TEAM_KIT
+    from .worlds import small_bundle
+
+    imported = subprocess.run(
+        [*LENSCAL, "registry", "import", str(TEAM_KIT / "seed" / "EXPERIMENT_REGISTRY.md")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    team_before = Registry().get("D05")
+    bundle = small_bundle(tmp_path / "resnet-gen9")
+    Registry().add("training", "resnet-gen9", status="Trained")
+    base = [*LENSCAL, "diagnose", "D05", "--preset", "demo", "--hosts", str(mock_world / "shards"),
+            "--model", str(bundle), "--device", "cpu", "--only", "tier_a_recall"]  # fmt: skip
+    run = subprocess.run(
+        [*base, "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    demo = Registry().get(f"D05_{dt.date.today():%Y%m%d}_demo")
+    assert [(p["id"], p["role"]) for p in demo.parents if p["role"] == "checkpoint"] == [
+        ("resnet-gen9", "checkpoint")
+    ]
+    team = Registry().get("D05")
+    assert team.parents == team_before.parents and team.notes == team_before.notes
+    assert team.results_path == team_before.results_path and not team.artifacts
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert (
+        "## Summary: this run beside the team's" in report and "read from the registry's record D05" in report
+    )
+    assert "| Tier-A recall | Tier-A recall 89.3% |" in report and "not run" in report  # other steps: --only
+    # the team's ID is refused for this run, naming what differs
+    forced = subprocess.run(
+        [*base, "--out", str(tmp_path / "forced"), "--run-id", "D05"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert forced.returncode == 2 and "Traceback" not in forced.stderr
+    assert "checkpoint gen4 vs resnet-gen9" in forced.stderr and "preset full" in forced.stderr
+    assert "host set not recorded on D05" in forced.stderr
+    filed = subprocess.run(
+        [*LENSCAL, "registry", "record-results", "D05", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+    )
+    assert filed.returncode == 2 and "checkpoint gen4 vs resnet-gen9" in filed.stderr
+    assert Registry().get("D05").parents == team_before.parents and not Registry().get("D05").metrics
+    # the same run again under its own ID is fine, and its lineage comes from the run
+    again = subprocess.run(
+        [*base, "--out", str(tmp_path / "demo")], capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr
     verify = subprocess.run([*LENSCAL, "registry", "verify"], capture_output=True, text=True, timeout=120)
     assert verify.returncode == 0, verify.stdout + verify.stderr
 

@@ -52,7 +52,7 @@ def run_step(definition_name: str, step: str, ctx: Context, out: Path, preset: s
 @task(name="diagnostic-report", cache_policy=NO_CACHE)
 def finish(definition_name: str, ctx: Context, out: Path, preset: str) -> Path:
     """The run's metrics.json and report.md from its finished steps."""
-    run_diagnostic(load_diagnostic(definition_name), ctx, out, preset=preset)
+    run_diagnostic(load_diagnostic(definition_name), ctx, out, preset=preset, registry=Registry())
     return out / "report.md"
 
 

@@ -109,7 +109,7 @@ def selection_grid_flow(
         recording: Any = contextlib.nullcontext()  # recorded only under a registry ID
         if run_id or config.run_id:
             registry = Registry()
-            details = record_details(config, scorer, endpoints.model, registry, run_id)
+            details = record_details(config, scorer, endpoints.model, registry, run_id, reader)
             recording = recorded_run(registry, details.pop("run_id"), results_dir=target, **details)
         with recording:
             if pending:

@@ -30,6 +30,7 @@ from lenscal.diagnostics.sampling import (
 from lenscal.plotting import pyplot, save_figure
 from lenscal.preprocess import ANNULUS_GEN1_4, ANNULUS_GEN5, PreprocessOverride, annulus_indices
 from lenscal.progress import progress_bar
+from lenscal.stats.intervals import newcombe_paired_difference
 from lenscal.stats.metrics import roc_auc
 
 BANDS = {"g": 0, "r": 1, "z": 2}
@@ -197,6 +198,19 @@ def mismatched_annulus(ctx: Context, params: MismatchedAnnulusParams, out: Path)
     for label, value in thresholds.items():
         flips = int(((matched[labels] >= value) != (mismatched[labels] >= value)).sum())
         metrics[f"{label}.positives_changing_detection"] = flips
+        # the same lenses under both annuli: the paired change in recall (the team's "drop")
+        own_hit, other_hit = matched[labels] >= value, mismatched[labels] >= value
+        d, low, high = newcombe_paired_difference(
+            int((own_hit & other_hit).sum()),
+            int((own_hit & ~other_hit).sum()),
+            int((~own_hit & other_hit).sum()),
+            int((~own_hit & ~other_hit).sum()),
+        )
+        metrics[f"recall_change.{label}"] = {
+            "difference": float(d),
+            "newcombe95_paired": [float(low), float(high)],
+            "n": int(labels.sum()),
+        }
     for _, r in table.iterrows():
         metrics[f"{r.annulus}.{r.threshold}.recall"] = float(r.completeness)
         metrics[f"{r.annulus}.{r.threshold}.fpr"] = None if pd.isna(r.fpr) else float(r.fpr)

@@ -33,7 +33,13 @@ def diagnose_command(
     only: Annotated[
         list[str] | None, typer.Option(help="Run only this step (repeat); others are reused.")
     ] = None,
-    run_id: Annotated[str | None, typer.Option(help="Registry ID (default: the definition's ID).")] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Registry ID (default: the definition's ID for the full preset, <ID>_<YYYYMMDD>_<preset> "
+            "otherwise). A record holding another run (checkpoint, preset, hosts) is refused."
+        ),
+    ] = None,
     no_registry: Annotated[bool, typer.Option("--no-registry", help="Do not record the run.")] = False,
     restart: Annotated[bool, typer.Option(help="Discard a previous run in --out.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved steps and exit.")] = False,
@@ -49,6 +55,7 @@ def diagnose_command(
     from lenscal.diagnostics.base import Context
     from lenscal.diagnostics.config import load_diagnostic, resolve
     from lenscal.diagnostics.runner import run_recorded
+    from lenscal.registry.identity import default_run_id
     from lenscal.registry.ids import check_id, kind_of
     from lenscal.registry.store import Registry
 
@@ -58,7 +65,7 @@ def diagnose_command(
         for step in steps:
             typer.echo(f"{step.name} ({step.check}): {json.dumps(step.params.model_dump(mode='json'))}")
         return
-    chosen_id = run_id or loaded.id
+    chosen_id = run_id or default_run_id(loaded.id, preset)
     if not no_registry:
         check_id(kind_of(chosen_id) or "diagnostic", chosen_id)  # before any work
     if scorer:

@@ -46,6 +46,31 @@ class StepDefinition(BaseModel):
     description: str = ""
 
 
+class TeamHeadline(BaseModel):
+    """One number the team recorded for this run, and where this run's own value is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str
+    team: str = Field(
+        "", description="the team's words, as in their registry's note; '' if they recorded none"
+    )
+    step: str = Field(description="the step whose metrics.json holds this run's value")
+    metric: str = Field(description="'/'-separated path to the value in that step's metrics")
+    threshold: str = ""
+    interval: str | None = Field(None, description="path to a [low, high] interval, if not beside the value")
+    percent: bool = True
+
+
+class TeamRun(BaseModel):
+    """What the team ran under this ID and the headline numbers they recorded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ran: str
+    headlines: list[TeamHeadline] = Field(default_factory=list)
+
+
 class DiagnosticDefinition(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,6 +79,7 @@ class DiagnosticDefinition(BaseModel):
     injection_model: Literal["IM1", "IM2"] | None = None
     steps: list[StepDefinition]
     presets: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    team: TeamRun | None = None
 
     @model_validator(mode="after")
     def _steps(self) -> DiagnosticDefinition:
@@ -70,6 +96,10 @@ class DiagnosticDefinition(BaseModel):
             raise ValueError(f"steps: names repeat: {repeated}")
         if FULL in self.presets:
             raise ValueError("presets: 'full' is the definition as written; it cannot be redefined")
+        if self.team is not None:
+            strays = sorted({h.step for h in self.team.headlines} - set(names))
+            if strays:
+                raise ValueError(f"team.headlines: {strays} name no step of this definition")
         checks = {s.check for s in self.steps}
         for preset, targets in self.presets.items():
             unknown = sorted(set(targets) - set(names) - checks)

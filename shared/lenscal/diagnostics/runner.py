@@ -52,7 +52,10 @@ def run_diagnostic(
     preset: str = FULL,
     only: list[str] | None = None,
     restart: bool = False,
+    registry: Any = None,
 ) -> DiagnosticResult:
+    """Run (or resume) the definition's steps at ``preset`` into ``out``. ``registry``: where
+    the report reads the team's record of this ID (its note) for the summary table."""
     out = Path(out)
     every_step = resolve(definition, preset)
     chosen = resolve(definition, preset, only)
@@ -107,8 +110,18 @@ def run_diagnostic(
     meta["status"] = "complete" if complete else "partial"
     meta["missing_steps"] = [s.name for s in every_step if s.name not in ctx.steps]
     _write_json(out / "definition.json", meta)
-    write_report(out, meta, every_step)
+    write_report(out, meta, every_step, definition.team, team_notes(registry, definition.id))
     return DiagnosticResult(out, metrics, ran, reused)
+
+
+def team_notes(registry: Any, definition_id: str) -> str | None:
+    """The registry's note on ``definition_id`` when it holds the team's record of it (one
+    lenscal did not make: no run identity in its config), else None."""
+    if registry is None or not registry.exists(definition_id):
+        return None
+    record = registry.get(definition_id)
+    made_here = isinstance(record.config, dict) and "identity" in record.config
+    return None if made_here else " ".join([record.notes or "", *map(str, record.metrics.values())])
 
 
 def run_identity(
@@ -212,21 +225,29 @@ def _jsonable(value: Any) -> Any:
 def record_details(
     definition: DiagnosticDefinition, ctx: Context, registry: Any, run_id: str | None, preset: str
 ) -> dict[str, Any]:
-    """The keyword arguments of lenscal.registry.runs.recorded_run for this run: its kind (a
-    D<NN> diagnostic or an E<NN>-... evaluation), config (the resolved steps and preset) and
-    lineage (the checkpoint, the injection model, whose record is created if missing)."""
+    """The keyword arguments of lenscal.registry.runs.recorded_run for this run: its ID (by
+    default the definition's for the full preset, ``<ID>_<YYYYMMDD>_<preset>`` otherwise),
+    kind (a D<NN> diagnostic or an E<NN>-... evaluation), config (the resolved steps and
+    preset), identity (checkpoint, preset, hosts: an existing record of another run is
+    refused) and lineage (the checkpoint, the injection model, created if missing)."""
+    from lenscal.registry.identity import RunIdentity, default_run_id
     from lenscal.registry.ids import RegistryError, kind_of
     from lenscal.registry.runs import ensure_injection_model
 
-    run_id = run_id or definition.id
+    run_id = run_id or default_run_id(definition.id, preset)
     kind = kind_of(run_id)
     if kind not in ("diagnostic", "evaluation"):
         raise RegistryError(f"a diagnostic run is recorded as D<NN> or E<NN>-<suffix>, not {run_id!r}")
     info = ctx.scorer.model_info(ctx.model)[0]
-    parents = [(info.model_id, "checkpoint")]
+    identity = RunIdentity(
+        checkpoint=info.model_id,
+        preset=preset,
+        hosts=ctx.hosts.index.source_sha256,
+        bundle_sha256=info.bundle_sha256,
+        injection_model=definition.injection_model,
+    )
     if definition.injection_model:
         ensure_injection_model(registry, definition.injection_model)
-        parents.append((definition.injection_model, "injection_model"))
     config = {
         "definition": definition.model_dump(mode="json"),
         "preset": preset,
@@ -236,7 +257,8 @@ def record_details(
         "run_id": run_id,
         "kind": kind,
         "config": config,
-        "parents": parents,
+        "parents": identity.parents(),
+        "identity": identity,
         "description": definition.description,
     }
 
@@ -258,4 +280,4 @@ def run_recorded(
         return run_diagnostic(definition, ctx, out, **kwargs)
     details = record_details(definition, ctx, registry, run_id, kwargs.get("preset", FULL))
     with recorded_run(registry, details.pop("run_id"), results_dir=out, **details):
-        return run_diagnostic(definition, ctx, out, **kwargs)
+        return run_diagnostic(definition, ctx, out, registry=registry, **kwargs)

@@ -164,8 +164,13 @@ def record_results(
     results_dir: Annotated[Path, typer.Argument(help="Directory holding metrics.json and the run's files.")],
     url: UrlOption = None,
 ) -> None:
-    """Read a run's metrics from its metrics.json and hash its result files."""
-    record = _registry(url).record_results(run_id, results_dir)
+    """Read a run's metrics from its metrics.json and hash its result files. A diagnostic or grid
+    run that differs from what the record holds (checkpoint, preset, hosts) is refused."""
+    from lenscal.registry.runs import record_results_of
+
+    registry = _registry(url)
+    record_results_of(registry, run_id, results_dir)
+    record = registry.get(run_id)
     typer.echo(f"{record.id}: {len(record.metrics)} metrics, {len(record.artifacts)} artifacts recorded")
 
 

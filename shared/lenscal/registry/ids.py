@@ -2,7 +2,8 @@
 
 - training: ``gen<N><letter?>`` (gen4, gen5a), ``resnet-gen<N>``, or a named config in
   snake case with at least one underscore (``paperIV_resnet18``, ``paired_baseline``);
-- diagnostic: ``D<NN>`` (D05);
+- diagnostic: ``D<NN>`` (D05), or ``D<NN>_<YYYYMMDD>_<description>`` for another run of
+  one (a preset, a rerun: D05_20261202_demo; lenscal.registry.identity);
 - evaluation: ``E<NN>-<suffix>`` (E04-IM1, E04-eval);
 - injection_model: ``IM<N>`` (IM2).
 
@@ -51,7 +52,13 @@ KINDS: dict[str, Kind] = {
             "with an underscore (paperIV_resnet18)",
             "Not trained",
         ),
-        Kind("diagnostic", (r"D\d{2}",), "D<NN>: 'D' and two digits (D05)", "Running"),
+        Kind(
+            "diagnostic",
+            (r"D\d{2}", r"D\d{2}_\d{8}_[a-z0-9][a-z0-9_]*"),
+            "D<NN>: 'D' and two digits (D05), or a run of one at a preset or on a date: "
+            "D<NN>_<YYYYMMDD>_<description> (D05_20261202_demo)",
+            "Running",
+        ),
         Kind(
             "evaluation",
             (r"E\d{2}-[A-Za-z0-9][A-Za-z0-9_-]*",),
@@ -101,9 +108,14 @@ def check_id(kind: str, run_id: str) -> str:
     return run_id
 
 
+#: Kinds tried by kind_of, the most specific rule first: a run of a diagnostic
+#: (D05_20261202_demo) also reads as a snake_case training name.
+SPECIFIC_FIRST = ("diagnostic", "evaluation", "injection_model", "training")
+
+
 def kind_of(run_id: str) -> str | None:
     """The kind whose rule ``run_id`` follows (None if none does)."""
-    return next((k.name for k in KINDS.values() if k.matches(run_id)), None)
+    return next((k for k in SPECIFIC_FIRST if KINDS[k].matches(run_id)), None)
 
 
 def check_status(status: str) -> str:

@@ -111,6 +111,18 @@ class Registry:
             raise RegistryError(f"record {run_id!r} already exists") from exc
         return self.get(run_id)
 
+    def set_parents(self, run_id: str, parents: Iterable[tuple[str, str]]) -> Record:
+        """Replace the record's lineage with ``parents`` (ID or alias, role): a run's lineage
+        comes from the run itself, never from what the record held before."""
+        wanted = list(parents)
+        with self.transaction() as s:
+            row = self._row(s, run_id, lock=True)
+            row.parents.clear()
+            s.flush()
+            for parent, role in wanted:
+                self._link(s, row, parent, role)
+        return self.get(run_id)
+
     def add_parent(self, run_id: str, parent: str, role: str) -> Record:
         with self.transaction() as s:
             self._link(s, self._row(s, run_id, lock=True), parent, role)

@@ -479,11 +479,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def record_details(
-    config: GridConfig, scorer: Scorer, model: str, registry: Any, run_id: str | None
+    config: GridConfig, scorer: Scorer, model: str, registry: Any, run_id: str | None, hosts: ShardReader
 ) -> dict[str, Any]:
     """recorded_run's keyword arguments for a grid run: an evaluation (E<NN>-...) or a
     diagnostic (D<NN>), lineage (the checkpoint, the injection model, created if missing),
     the grid's definition and hash as config."""
+    from lenscal.registry.identity import RunIdentity
     from lenscal.registry.ids import RegistryError, kind_of
     from lenscal.registry.runs import ensure_injection_model
 
@@ -495,11 +496,18 @@ def record_details(
         )
     ensure_injection_model(registry, config.injection_model)
     info = scorer.model_info(model)[0]
+    identity = RunIdentity(
+        checkpoint=info.model_id,
+        hosts=hosts.index.source_sha256,
+        bundle_sha256=info.bundle_sha256,
+        injection_model=config.injection_model,
+    )
     return {
         "run_id": run_id,
         "kind": kind,
         "config": {"grid": config.model_dump(mode="json"), "definition": config.definition()},
-        "parents": [(info.model_id, "checkpoint"), (config.injection_model, "injection_model")],
+        "parents": identity.parents(),
+        "identity": identity,
         "description": config.description or f"selection-function grid {config.name}",
     }
 
@@ -512,6 +520,8 @@ def run_recorded(
 
     if (run_id or config.run_id) is None or registry is None:
         return run_grid(config, **kwargs)
-    details = record_details(config, kwargs["scorer"], kwargs.get("model", ""), registry, run_id)
+    details = record_details(
+        config, kwargs["scorer"], kwargs.get("model", ""), registry, run_id, kwargs["hosts"]
+    )
     with recorded_run(registry, details.pop("run_id"), results_dir=kwargs["out"], **details):
         return run_grid(config, **kwargs)
