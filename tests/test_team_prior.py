@@ -125,3 +125,27 @@ def test_truth_records_the_clumps(draws: tuple[ArcParams, np.ndarray]) -> None:
     np.testing.assert_allclose(truth["clump_fraction"], mix)
     assert set(truth["clump_model"]) <= {"team", "none"}
     assert (truth.loc[mix > 0, "clump_flux_r"] > 0).all() and (truth.loc[mix == 0, "clump_flux_r"] == 0).all()
+
+
+def test_sampled_parameter_files_keep_the_clumps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`lenscal inject sample` writes each arc's clumps and mixing fraction, so `inject render`
+    of the file renders what the prior drew."""
+    import json
+    import subprocess
+
+    from .conftest import LENSCAL
+
+    params_file, arcs_file = tmp_path / "p.json", tmp_path / "a.npy"
+    for command in (
+        ["inject", "sample", "--out", str(params_file), "--n", "6", "--prior", "team_d01_d05", "--seed", "1"],
+        ["inject", "render", "--params", str(params_file), "--out", str(arcs_file)],
+    ):
+        done = subprocess.run([*LENSCAL, *command], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    rows = json.loads(params_file.read_text())
+    assert any(row.get("clump_mix", 0) > 0 and row["clumps"] for row in rows)
+    expected = render_arcs(ArcParams.from_records(rows), RenderSpec()).numpy()
+    np.testing.assert_array_equal(np.load(arcs_file), expected)
+    fwhm = np.tile([1.2 * 1.05, 1.2, 1.2 * 0.94], (6, 1))
+    drawn = sample_params(get_prior("team_d01_d05"), np.full(6, 1.5), fwhm, seed=1, cell="")
+    np.testing.assert_allclose(render_arcs(drawn, RenderSpec()).numpy(), expected)

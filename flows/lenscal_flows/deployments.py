@@ -1,5 +1,5 @@
 """The deployments, declared here in version control and named after registry IDs (or grid
-names): ``diagnostic/D01`` ... ``diagnostic/D06``, ``evaluate/E04-eval``, ``evaluate/E04-IM1``,
+names): ``diagnostic/D01`` ... ``diagnostic/D07``, ``evaluate/E04-eval``, ``evaluate/E04-IM1``,
 ``evaluate/E04-IM2``, ``train/gen1`` ... ``train/paperIV_resnet18``, ``train/demo_resnet``,
 ``selection-grid/<grid>`` and ``score-survey/survey``: one per config file found in
 configs/ (a new D07.yaml is a new deployment). Each runs on the ``lenscal`` work pool (process

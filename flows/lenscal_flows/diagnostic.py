@@ -1,4 +1,4 @@
-"""Flows ``diagnostic`` (D01-D06 and any D definition) and ``evaluate`` (E04-eval,
+"""Flows ``diagnostic`` (D01-D07 and any D definition) and ``evaluate`` (E04-eval,
 E04-IM1, E04-IM2): a definition's steps, one Prefect task each, through the Scorer and
 Injector of the configured (or locally started) services; the run recorded in the
 registry, a results directory by the team's naming convention (a rerun of the same run

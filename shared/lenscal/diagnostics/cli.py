@@ -1,4 +1,4 @@
-"""`lenscal diagnose ID|FILE`: a diagnostic battery (D01-D06, E04-*) from the command line."""
+"""`lenscal diagnose ID|FILE`: a diagnostic battery (D01-D07, E04-*) from the command line."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Diagnostic definitions: a YAML file in configs/diagnostics (or any path) naming the run's
 registry ID, its steps in order (each a registered check with its parameters) and presets
 that change parameters for smaller runs. D05 is "steps 1-10 of DOMAIN.md" in one file; a
-new D06 is a new file.
+new D08 is a new file.
 
     id: D05
     description: ...

@@ -80,5 +80,9 @@ def sample(
 
     fwhm = np.tile([psf_fwhm_r * PSF_SCALE_FROM_R[b] for b in "grz"], (n, 1))
     drawn = sample_params(get_prior(prior), np.full(n, theta_e), fwhm, seed=seed, cell=cell)
-    out.write_text(json.dumps(drawn.records(), indent=1) + "\n")
+    rows = [
+        {**row, **(clumps if clumps["clumps"] else {})}
+        for row, clumps in zip(drawn.records(), drawn.clump_records(), strict=True)
+    ]  # clumps (and the team model's mixing fraction) travel with their arc
+    out.write_text(json.dumps(rows, indent=1) + "\n")
     typer.echo(f"{n} parameter sets from prior {prior!r} -> {out}")
