@@ -21,6 +21,7 @@ from lenscal.progress import progress_bar
 from lenscal.selection.compare import compare
 from lenscal.selection.config import GridConfig, load_grid
 from lenscal.selection.runner import run_grid
+from lenscal.stats.intervals import PAIRED_METHOD
 from lenscal.validation import validated
 
 
@@ -100,6 +101,7 @@ def sensitivity(ctx: Context, params: SensitivityParams, out: Path) -> Outcome:
                 "pooled_delta_c": float(overall.difference),
                 "newcombe95_low": float(overall.newcombe95_low),
                 "newcombe95_high": float(overall.newcombe95_high),
+                "paired": comparison.method == PAIRED_METHOD,
             }
         )
     table = pd.DataFrame(rows)
@@ -116,7 +118,8 @@ def sensitivity(ctx: Context, params: SensitivityParams, out: Path) -> Outcome:
     widest: Any = table.iloc[int(np.argmax(table["pooled_delta_c"].abs().to_numpy()))]
     headline = [
         f"largest pooled shift at {params.threshold}: {widest.perturbation} {widest.pooled_delta_c:+.4f} "
-        f"(Newcombe 95% [{widest.newcombe95_low:+.4f}, {widest.newcombe95_high:+.4f}])",
+        f"({'paired Newcombe 95%, the same injections' if widest.paired else 'Newcombe 95%'} "
+        f"[{widest.newcombe95_low:+.4f}, {widest.newcombe95_high:+.4f}])",
         f"systematic band (max |pooled shift| over the {len(table)} perturbations): "
         f"{table['pooled_delta_c'].abs().max():.4f}",
     ]
@@ -150,7 +153,7 @@ def _plot(table: pd.DataFrame, threshold: str, path: Path) -> Path:
     y = np.arange(len(table))
     d = table["pooled_delta_c"].to_numpy(float)
     err = np.vstack([d - table["newcombe95_low"], table["newcombe95_high"] - d])
-    ax.barh(y, d, xerr=err, capsize=2, color="tab:blue", alpha=0.7, label="pooled (Newcombe 95%)")
+    ax.barh(y, d, xerr=err, capsize=2, color="tab:blue", alpha=0.7, label="pooled (paired Newcombe 95%)")
     ax.scatter(table["max_abs_delta_c"], y, marker="|", color="k", s=80, label="max |per-cell shift|")
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, table["perturbation"], fontsize=7)
