@@ -133,14 +133,17 @@ timeout 600 "${COMPOSE[@]}" --profile onnx up -d --wait --wait-timeout 480
 step "diagnostic/D05 (demo preset) on the stack"
 timeout 1200 "${COMPOSE[@]}" exec -T worker lenscal run D05 --param preset=demo --watch --timeout-s 1100
 timeout 120 "${COMPOSE[@]}" exec -T worker python - <<'EOF'
-import json, pathlib
+import json, pathlib, re
 from lenscal.registry.store import Registry
-record = Registry().get("D05")
+# a demo run is recorded as D05_<YYYYMMDD>_demo, never under the team's D05
+runs = [r for r in Registry().records(kind="diagnostic") if re.fullmatch(r"D05_\d{8}_demo", r.id)]
+assert runs, [r.id for r in Registry().records()]
+record = runs[-1]
 assert record.status == "Complete", record.status
 results = pathlib.Path(record.results_path)
 files = sorted(p.name for p in results.rglob("*") if p.is_file())
 assert any(f.endswith(".png") for f in files) and any(f.endswith(".json") for f in files), files
-print(json.dumps({"D05": record.status, "results": str(results), "files": len(files)}))
+print(json.dumps({record.id: record.status, "results": str(results), "files": len(files)}))
 EOF
 
 # 8. the torch-free scorer serves the same model: every shard row through both scorers

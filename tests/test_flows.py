@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -278,7 +279,11 @@ def test_prefect_deployment_run_d05_watch_completes(server: str, world: dict[str
     )
     from lenscal.registry.store import Registry
 
-    record = Registry(f"sqlite:///{world['registry']}").get("D05")
+    # a demo run is recorded as D05_<YYYYMMDD>_demo, never under the team's D05
+    registry = Registry(f"sqlite:///{world['registry']}")
+    demo = [r for r in registry.records(kind="diagnostic") if re.fullmatch(r"D05_\d{8}_demo", r.id)]
+    assert len(demo) == 1 and not registry.exists("D05")
+    record = demo[0]
     assert record.status == "Complete" and record.metrics["grid_no_poisson.completeness.p>=0.5.n"] == 27 * 4
     metrics = json.loads((results[-1] / "metrics.json").read_text())
     assert metrics["bright_arc"]["gain_1e12.vs_baseline.p>=0.5.identical"] is True
