@@ -389,6 +389,7 @@ def test_a_run_never_lands_on_the_teams_record(mock_world: Path, tmp_path: Path)
         "## Summary: this run beside the team's" in report and "read from the registry's record D05" in report
     )
     assert "| Tier-A recall | Tier-A recall 89.3% |" in report and "not run" in report  # other steps: --only
+    assert "fpr=0.001 (set on the validation negatives) **(forced: too few negatives)**" in report
     # the team's ID is refused for this run, naming what differs
     forced = subprocess.run(
         [*base, "--out", str(tmp_path / "forced"), "--run-id", "D05"],

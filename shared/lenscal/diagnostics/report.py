@@ -114,8 +114,8 @@ def summary_lines(out: Path, meta: dict[str, Any], team: TeamRun, team_notes: st
             team_text += " (not in the registry's note)"
         value, interval, n = _this_run(metrics.get(h.step), h)
         threshold = h.threshold
-        label = h.metric.split("/")[-1]
-        if fpr_info.get(label, {}).get("forced"):
+        # an FPR threshold named in the metric's path (completeness/fpr=0.001, tier_A.fpr=0.001)
+        if any(info.get("forced") and label in h.metric for label, info in fpr_info.items()):
             threshold += " **(forced: too few negatives)**"
         row = [h.label, team_text, value, interval, threshold, n]
         lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
