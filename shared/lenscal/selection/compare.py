@@ -163,6 +163,9 @@ def paired_counts(
         if full is not None:
             keys = full[by].drop_duplicates()
             counts = keys.merge(counts, on=by, how="left").fillna(0)
+            placed = int(counts[["both", "only_a", "only_b", "neither"]].to_numpy().sum())
+            if placed != len(pairs):  # a cell of the injections missing from the cell list
+                raise GridError(f"{len(pairs) - placed} paired injections fall in no cell of the grid")
         counts.insert(len(by), "threshold", label)
         frames.append(counts)
     return _with_paired_interval(pd.concat(frames, ignore_index=True))
