@@ -8,8 +8,8 @@ no CNN. Two parts:
    z scaled x1.05 / x0.94 as their engine) with beta_frac drawn from 0.1 to each upper limit;
    "detected" when the r-band arc flux in the annulus 4 <= r <= 16 px (r >= 3 px) about the
    stamp centre, over sqrt(n_pixels) sigma_pix, exceeds 5, where sigma_pix is their
-   independent-pixel estimate from psfdepth 100 nmgy^-2: (1 / sqrt(psfdepth)) /
-   sqrt(4 pi sigma_psf^2), sigma_psf = FWHM / (2.355 x 0.262") in pixels. Then P(detected |
+   independent-pixel estimate from psfdepth 100 nmgy^-2, lenscal.survey.pixel_noise_sigma:
+   1 / sqrt(psfdepth 4 pi sigma_psf^2) for a Gaussian PSF of sigma_psf pixels. Then P(detected |
    beta_frac) in bins over the widest range. Blank hosts make these upper bounds (no host
    light), as the team's script says. The CNN version is the ``beta_frac`` check."""
 
@@ -28,7 +28,7 @@ from lenscal.injection.api import RenderOptions
 from lenscal.injection.priors import get_prior, sample_params
 from lenscal.plotting import pyplot, save_figure
 from lenscal.selection.tables import with_intervals
-from lenscal.survey import CUTOUT_SIZE, PIXEL_SCALE_ARCSEC
+from lenscal.survey import CUTOUT_SIZE, pixel_noise_sigma
 
 
 class BetaFracCeilingParams(CheckParams):
@@ -58,14 +58,6 @@ def beta_frac_cdf(t: float, low: float, high: float) -> float:
     return (t * t - low * low) / (high * high - low * low)
 
 
-def sigma_pix_from_psfdepth(
-    psfdepth: float, fwhm_arcsec: float, pixel_scale: float = PIXEL_SCALE_ARCSEC
-) -> float:
-    """The team's per-pixel sigma (nmgy) for independent pixels under a Gaussian PSF."""
-    sigma_psf = fwhm_arcsec / (2.355 * pixel_scale)
-    return (1.0 / math.sqrt(psfdepth)) * math.sqrt(1.0 / (4.0 * math.pi * sigma_psf**2 + 1e-12))
-
-
 def annulus_snr(
     arcs_r: np.ndarray, sigma_pix: float, annulus: tuple[float, float], core: float
 ) -> np.ndarray:
@@ -89,7 +81,7 @@ def beta_frac_ceiling(ctx: Context, params: BetaFracCeilingParams, out: Path) ->
         }
     )
     cdf.to_csv(out / "beta_frac_cdf.csv", index=False)
-    sigma = sigma_pix_from_psfdepth(params.psfdepth_r, params.psf_fwhm_r)
+    sigma = pixel_noise_sigma(params.psfdepth_r, params.psf_fwhm_r)  # theirs: FWHM / 2.355, the same to 2e-5
     fwhm = np.tile(
         [params.psf_fwhm_r * params.psf_scale_g, params.psf_fwhm_r, params.psf_fwhm_r * params.psf_scale_z],
         (params.n_trials, 1),

@@ -118,7 +118,13 @@ def bright_arc(ctx: Context, params: BrightArcParams, out: Path) -> Outcome:
     wide = table[table["threshold"] == "p>=0.5"].pivot(
         index="mag_bin", columns="variant", values="completeness"
     )
-    return Outcome(metrics, headline, wide.reset_index(), [figure], caption=bright_arc_caption(frame, params))
+    return Outcome(
+        metrics,
+        headline,
+        wide.reset_index(),
+        [figure],
+        caption=bright_arc_caption(frame, params, params.variants),
+    )
 
 
 def paired_variants(frame: pd.DataFrame, b: str, a: str, thresholds: dict[str, float]) -> pd.DataFrame:
@@ -138,13 +144,11 @@ def paired_variants(frame: pd.DataFrame, b: str, a: str, thresholds: dict[str, f
     return pd.concat([per_bin, overall], ignore_index=True)
 
 
-def bright_arc_caption(
-    frame: pd.DataFrame, setup: BrightArcSetup, variants: tuple[Variant, ...] | None = None
-) -> str:
+def bright_arc_caption(frame: pd.DataFrame, setup: BrightArcSetup, variants: tuple[Variant, ...]) -> str:
     """What a bright-arc run did, from what it scored."""
     bins = frame["mag_bin"].nunique()
     described = []
-    for v in variants if variants is not None else getattr(setup, "variants", ()):
+    for v in variants:
         parts = []
         if v.poisson_gain is not None:
             parts.append(f"Poisson gain {v.poisson_gain:g} e-/nmgy")

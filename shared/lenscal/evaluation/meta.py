@@ -30,7 +30,7 @@ from lenscal.errors import LenscalError
 from lenscal.fsutil import atomic_write_text
 from lenscal.plotting import pyplot, save_figure
 from lenscal.scoring.api import ModelInfo, Scorer, sigmoid
-from lenscal.scoring.meta import LOGIT_CLIP, STACKERS, Member, MetaLearner, Mlp
+from lenscal.scoring.meta import LOGIT_CLIP, STACKERS, Member, MetaLearner, Mlp, stacker_features
 from lenscal.scoring.rows import score_rows
 from lenscal.stats.metrics import roc_auc, roc_curve
 from lenscal.stats.summary import classifier_summary
@@ -74,8 +74,8 @@ def fit_logistic(
     from sklearn.linear_model import LogisticRegression
 
     y, members = _members(name, logits, labels, infos)
-    unfitted = MetaLearner(name, tuple(members), tuple(0.0 for _ in members), 0.0)
-    model = LogisticRegression(C=c, max_iter=1000).fit(unfitted.features(logits), y)
+    x = stacker_features("logistic", members, logits, who=name)
+    model = LogisticRegression(C=c, max_iter=1000).fit(x, y)
     return MetaLearner(
         name, tuple(members), tuple(float(v) for v in model.coef_[0]), float(model.intercept_[0])
     )
@@ -98,11 +98,7 @@ def fit_paper_iv(
 
     y, members = _members(name, logits, labels, infos)
     settings = PAPER_IV
-    x = torch.from_numpy(
-        MetaLearner(name, tuple(members), mlp=Mlp(((0.0,) * len(members),), (0.0,), (0.0,), 0.0))
-        .features(logits)
-        .astype(np.float32)
-    )
+    x = torch.from_numpy(stacker_features("paperIV", members, logits, who=name).astype(np.float32))
     target = torch.from_numpy(y.astype(np.float32)).unsqueeze(1)
     generator = torch.Generator().manual_seed(int(settings["seed"]))
     torch.manual_seed(int(settings["seed"]))

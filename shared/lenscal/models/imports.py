@@ -114,38 +114,22 @@ def spec_from_checkpoint(checkpoint: Any) -> PreprocessSpec | None:
         return None
     recorded = checkpoint.get("preprocess_spec")
     if isinstance(recorded, dict):
-        return _spec(
-            recorded,
-            "preprocess_spec",
-            kind=recorded.get("mode"),
-            kind_key="preprocess_spec.mode",
-            crop=bool(recorded.get("crop", True)),
-            clip=recorded.get("clip_range", TEAM_CLIP_RANGE),
-        )
+        clip = recorded.get("clip_range", TEAM_CLIP_RANGE)
+        return _spec(recorded, "preprocess_spec", kind_field="mode", clip=clip)
     dataset = checkpoint.get("dataset")
     if not isinstance(dataset, dict):
         return None
-    return _spec(
-        dataset,
-        "dataset",
-        kind=dataset.get("preprocessing"),
-        kind_key="dataset.preprocessing",
-        crop=bool(dataset.get("crop", True)),
-        clip=TEAM_CLIP_RANGE if "cutout_path_col" in dataset else UNCLIPPED,
-    )
+    clip = TEAM_CLIP_RANGE if "cutout_path_col" in dataset else UNCLIPPED
+    return _spec(dataset, "dataset", kind_field="preprocessing", clip=clip)
 
 
-def _spec(
-    source: dict[str, Any], section: str, *, kind: Any, kind_key: str, crop: bool, clip: Any
-) -> PreprocessSpec:
-    if not isinstance(kind, str):
-        raise ModelError(
-            f"the checkpoint's {kind_key} is {kind!r}, not a preprocessing kind ({', '.join(KINDS)})"
-        )
-    if kind not in KINDS:
-        raise ModelError(
-            f"the checkpoint's {kind_key} is {kind!r}; known preprocessing kinds: {', '.join(KINDS)}"
-        )
+def _spec(source: dict[str, Any], section: str, *, kind_field: str, clip: Any) -> PreprocessSpec:
+    """A spec from one recorded section: the kind at ``kind_field``, crop (default on, as
+    the team's loader), crop size (0: 64 px), annulus (<= 0 or absent: (20, 32) px), clip."""
+    kind, key = source.get(kind_field), f"{section}.{kind_field}"
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ModelError(f"the checkpoint's {key} is {kind!r}, not a preprocessing kind ({', '.join(KINDS)})")
+    crop = bool(source.get("crop", True))
     r_in, r_out = source.get("annulus_r_in"), source.get("annulus_r_out")
     annulus = ANNULUS_GEN1_4
     if r_in is not None and r_out is not None and float(r_in) > 0 and float(r_out) > 0:

@@ -62,8 +62,9 @@ def recorded_run(
         return
     check_id(kind, run_id)
     if identity is not None:
+        kept = config if isinstance(config, dict) else ({} if config is None else {"config": config})
         config = {
-            **(config if isinstance(config, dict) else {"config": config}),
+            **kept,
             "identity": identity.to_json(),
         }
     wanted = list(parents)

@@ -45,6 +45,24 @@ class Member:
     std: float
 
 
+def stacker_features(
+    stacker: str, members: Sequence[Member], logits: Mapping[str, np.ndarray], who: str = ""
+) -> np.ndarray:
+    """A stacker's input, one column per member: probabilities (paperIV) or the logits
+    clipped to +-LOGIT_CLIP and standardised by the member's fitting-split mean and std
+    (logistic)."""
+    missing = [m.name for m in members if m.name not in logits]
+    if missing:
+        raise LenscalError(f"meta-learner {who}: no scores from member(s) {missing}")
+    if stacker == "paperIV":
+        return np.stack([sigmoid(np.asarray(logits[m.name])) for m in members], axis=1)
+    columns = [
+        (np.clip(np.asarray(logits[m.name], np.float64), -LOGIT_CLIP, LOGIT_CLIP) - m.mean) / m.std
+        for m in members
+    ]
+    return np.stack(columns, axis=1)
+
+
 @dataclass(frozen=True)
 class Mlp:
     """The paperIV stacker's weights: w1 (H, M), b1 (H,), w2 (H,), b2."""
@@ -74,22 +92,9 @@ class MetaLearner:
     def stacker(self) -> str:
         return "paperIV" if self.mlp is not None else "logistic"
 
-    def _check_present(self, logits: Mapping[str, np.ndarray]) -> None:
-        missing = [m.name for m in self.members if m.name not in logits]
-        if missing:
-            raise LenscalError(f"meta-learner {self.name}: no scores from member(s) {missing}")
-
     def features(self, logits: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The stacker's input, one column per member: probabilities (paperIV) or standardised
-        clipped logits (logistic)."""
-        self._check_present(logits)
-        if self.mlp is not None:
-            return np.stack([sigmoid(np.asarray(logits[m.name])) for m in self.members], axis=1)
-        columns = [
-            (np.clip(np.asarray(logits[m.name], np.float64), -LOGIT_CLIP, LOGIT_CLIP) - m.mean) / m.std
-            for m in self.members
-        ]
-        return np.stack(columns, axis=1)
+        """The stacker's input (stacker_features)."""
+        return stacker_features(self.stacker, self.members, logits, who=self.name)
 
     def predict_proba(self, logits: Mapping[str, np.ndarray]) -> np.ndarray:
         """Probabilities from each member's logits (name -> (N,) array)."""

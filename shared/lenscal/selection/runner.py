@@ -46,7 +46,7 @@ from lenscal.selection.tables import (
     bin_labels,
     counts,
     detection_thresholds,
-    forced_note,
+    is_forced,
     mark_forced,
     pooled,
 )
@@ -459,11 +459,11 @@ def _tables(
                 "value": None if row.no_data else float(row.completeness),
                 "jeffreys68": [row.jeffreys68_low, row.jeffreys68_high],
                 "jeffreys95": [row.jeffreys95_low, row.jeffreys95_high],
-                "forced": bool(forced_note(str(label), fpr_info)),
+                "forced": is_forced(str(label), fpr_info),
             }
             for label, row in overall.iterrows()
         },
-        "forced_thresholds": sorted(label for label in thresholds if forced_note(label, fpr_info)),
+        "forced_thresholds": sorted(label for label in thresholds if is_forced(label, fpr_info)),
         "thresholds": {label: value for label, value in thresholds.items()},
         "fpr_thresholds": fpr_info,
         "interval_method": "jeffreys (Beta(k+1/2, n-k+1/2), equal-tailed); marginals pool counts",

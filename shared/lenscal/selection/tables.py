@@ -129,17 +129,22 @@ def detection_thresholds(
     return thresholds, info
 
 
+def is_forced(label: str, fpr_info: Mapping[str, Any]) -> bool:
+    """Whether ``label`` is an FPR threshold that rests on fewer negatives than it needs and
+    was used only because it was forced."""
+    return bool((fpr_info.get(label) or {}).get("forced"))
+
+
 def forced_note(label: str, fpr_info: Mapping[str, Any]) -> str:
-    """`` (forced: ...)`` after a threshold label whose FPR threshold rests on fewer
-    negatives than it needs and was used only because it was forced; "" otherwise."""
-    entry = fpr_info.get(label) or {}
-    if not entry.get("forced"):
+    """`` (forced: ...)`` after a forced threshold's label; "" otherwise."""
+    if not is_forced(label, fpr_info):
         return ""
+    entry = fpr_info[label]
     return f" (forced: rests on {entry['n_negatives']:,} negatives, {entry['needed_negatives']:,} needed)"
 
 
 def mark_forced(table: pd.DataFrame, fpr_info: Mapping[str, Any]) -> pd.DataFrame:
     """The table with a ``forced`` column: True on rows of a forced FPR threshold."""
     out = table.copy()
-    out["forced"] = [bool((fpr_info.get(str(t)) or {}).get("forced")) for t in out["threshold"]]
+    out["forced"] = [is_forced(str(t), fpr_info) for t in out["threshold"]]
     return out
