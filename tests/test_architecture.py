@@ -33,6 +33,7 @@ LAYERS = (
         "plotting",
         "logs",
         "command",
+        "workspace",
     },
     {"preprocess", "preprocess_spec", "bundle_files", "stats", "data", "physics"},
     {"models", "injection", "registry"},

@@ -8,7 +8,6 @@ numbers and a progress bar."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -20,6 +19,7 @@ from lenscal.diagnostics.config import load_diagnostic, resolve
 from lenscal.diagnostics.runner import record_details, run_diagnostic, run_identity
 from lenscal.registry.runs import recorded_run
 from lenscal.registry.store import Registry
+from lenscal.workspace import clear_directory, run_lock
 from lenscal_flows.common import (
     TASK_RETRIES,
     TASK_RETRY_DELAYS,
@@ -84,26 +84,28 @@ def run_definition(
                 same_run=lambda d: json_field(d / "definition.json", "definition_sha256") == digest,
             )
         )
-        if restart and target.exists():
-            shutil.rmtree(target)
-        logger.info("%s (%s preset): %d step(s) -> %s", loaded.id, preset, len(steps), target)
-        registry = Registry()
-        details = record_details(loaded, ctx, registry, run_id, preset)
-        progress = Progress(len(steps) + 1, f"{loaded.id}: steps done")
-        headline: list[str] = []
-        with recorded_run(registry, details.pop("run_id"), results_dir=target, **details):
-            for step in steps:
-                lines = run_step.with_options(name=f"step-{step.name}")(
-                    definition,
-                    step.name,
-                    ctx,
-                    target,
-                    preset,
-                )
-                headline += [f"{step.name}: {line}" for line in lines]
+        # The flow holds the directory for the whole run (its steps lock it again, reentrantly).
+        with run_lock(target, f"diagnostic flow ({loaded.id})"):
+            if restart:
+                clear_directory(target)
+            logger.info("%s (%s preset): %d step(s) -> %s", loaded.id, preset, len(steps), target)
+            registry = Registry()
+            details = record_details(loaded, ctx, registry, run_id, preset)
+            progress = Progress(len(steps) + 1, f"{loaded.id}: steps done")
+            headline: list[str] = []
+            with recorded_run(registry, details.pop("run_id"), results_dir=target, **details):
+                for step in steps:
+                    lines = run_step.with_options(name=f"step-{step.name}")(
+                        definition,
+                        step.name,
+                        ctx,
+                        target,
+                        preset,
+                    )
+                    headline += [f"{step.name}: {line}" for line in lines]
+                    progress.advance()
+                report = finish(definition, ctx, target, preset)
                 progress.advance()
-            report = finish(definition, ctx, target, preset)
-            progress.advance()
     figures = [
         target / s.name / f for s in steps for f in json_field(target / s.name / "step.json", "figures") or []
     ]

@@ -17,6 +17,7 @@ from lenscal.registry.runs import recorded_run
 from lenscal.registry.store import Registry
 from lenscal.selection.config import GridConfig, load_grid
 from lenscal.selection.runner import CHUNK, finish_grid, prepare_grid, record_details, score_chunks
+from lenscal.workspace import run_lock
 from lenscal_flows.common import TASK_RETRIES, TASK_RETRY_DELAYS, publish, transient
 from lenscal_flows.fanout import groups, task_runner
 from lenscal_flows.services import Endpoints, clients, service_endpoints
@@ -85,9 +86,14 @@ def selection_grid_flow(
     settings = load_settings()
     config = load_grid(grid, per_cell=per_cell or (DEMO_PER_CELL if preset == "demo" else None), seed=seed)
     shards = settings.need("hosts", hosts)
-    with service_endpoints(settings, model) as endpoints, clients(endpoints) as (scorer, _):
+    with contextlib.ExitStack() as stack:
+        endpoints = stack.enter_context(service_endpoints(settings, model))
+        scorer, _ = stack.enter_context(clients(endpoints))
         reader = ShardReader(shards)
         target = Path(out) if out else Path(settings.results) / "grids" / f"{config.name}_{preset}"
+        # The flow holds the directory for the run; its chunk tasks (threads or Dask workers)
+        # write parts under that claim without locking again.
+        stack.enter_context(run_lock(target, f"grid flow ({config.name})"))
         run = prepare_grid(
             config,
             hosts=reader,

@@ -24,6 +24,7 @@ from lenscal.scoring.survey import (
     score_parts,
     write_candidates,
 )
+from lenscal.workspace import run_lock
 from lenscal_flows.common import TASK_RETRIES, TASK_RETRY_DELAYS, publish, transient
 from lenscal_flows.fanout import groups, task_runner
 from lenscal_flows.services import Endpoints, clients, service_endpoints
@@ -86,16 +87,20 @@ def score_survey_flow(
         plan = make_plan(scorer, reader, models=served, meta=learner, split=split, part_rows=part_rows)
         names = "+".join(m["model_id"] for m in plan.models)
         target = Path(out) if out else Path(settings.results) / "survey" / f"{Path(source).name}_{names}"
-        open_catalog(target, plan)
-        todo = pending_parts(target, plan)
-        logger.info("%d cutouts in %d parts, %d to score -> %s", plan.n_rows, plan.parts, len(todo), target)
-        if todo:
-            fan_out.with_options(task_runner=task_runner(workers, dask_address))(
-                source, str(target), endpoints, plan, learner, groups(todo, workers)
+        # The flow holds the catalogue for the run; its part tasks write under that claim.
+        with run_lock(target, "survey flow"):
+            open_catalog(target, plan)
+            todo = pending_parts(target, plan)
+            logger.info(
+                "%d cutouts in %d parts, %d to score -> %s", plan.n_rows, plan.parts, len(todo), target
             )
-    summary = finish_catalog(target, plan)
-    column = rank_column(plan)
-    candidates, gallery = write_candidates(target, plan, reader, column, top_k)
+            if todo:
+                fan_out.with_options(task_runner=task_runner(workers, dask_address))(
+                    source, str(target), endpoints, plan, learner, groups(todo, workers)
+                )
+            summary = finish_catalog(target, plan)
+            column = rank_column(plan)
+            candidates, gallery = write_candidates(target, plan, reader, column, top_k)
     publish(
         target,
         "survey catalogue",

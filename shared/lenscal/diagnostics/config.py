@@ -20,8 +20,6 @@ to every step of that check; overrides by step name apply after them."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lenscal.diagnostics.base import CheckParams, DiagnosticError, get_check
 from lenscal.home import read_config
 from lenscal.validation import validated
+from lenscal.workspace import canonical_sha256
 
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 FULL = "full"
@@ -165,4 +164,4 @@ def resolve(
 
 
 def _sha256(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+    return canonical_sha256(value)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,8 @@ from lenscal import __version__
 from lenscal.diagnostics.base import Context, DiagnosticError, get_check
 from lenscal.diagnostics.config import FULL, DiagnosticDefinition, ResolvedStep, _sha256, resolve
 from lenscal.diagnostics.report import TABLE_FILE, write_report
-from lenscal.fsutil import atomic_write_text
+from lenscal.fsutil import atomic_write_text, sha256_file
+from lenscal.workspace import clear_directory, is_bookkeeping, run_lock
 
 log = logging.getLogger("lenscal.diagnostics")
 STEP_FILE = "step.json"
@@ -59,12 +59,26 @@ def run_diagnostic(
     out = Path(out)
     every_step = resolve(definition, preset)
     chosen = resolve(definition, preset, only)
-    info = ctx.scorer.model_info(ctx.model)[0]
     identity, digest = run_identity(definition, ctx, preset)
-    if restart and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _claim(out, digest)
+    with run_lock(out, f"diagnostic run ({definition.id})"):
+        if restart:
+            clear_directory(out)
+        _claim(out, digest)
+        return _run_claimed(definition, ctx, out, preset, identity, digest, every_step, chosen, registry)
+
+
+def _run_claimed(
+    definition: DiagnosticDefinition,
+    ctx: Context,
+    out: Path,
+    preset: str,
+    identity: dict[str, Any],
+    digest: str,
+    every_step: list[ResolvedStep],
+    chosen: list[ResolvedStep],
+    registry: Any,
+) -> DiagnosticResult:
+    info = ctx.scorer.model_info(ctx.model)[0]
     meta = {
         "format": "lenscal-diagnostic/1",
         **identity,
@@ -156,6 +170,11 @@ def _run_step(ctx: Context, step: ResolvedStep, directory: Path) -> None:
     if outcome.table is not None:
         outcome.table.to_csv(directory / TABLE_FILE, index=False)
     figures = [str(Path(f).relative_to(directory)) for f in outcome.figures if Path(f).is_file()]
+    files = {
+        str(p.relative_to(directory)): sha256_file(p)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != STEP_FILE and not is_bookkeeping(p)
+    }
     _write_json(
         directory / STEP_FILE,
         {
@@ -167,6 +186,7 @@ def _run_step(ctx: Context, step: ResolvedStep, directory: Path) -> None:
             "headline": outcome.headline,
             "figures": figures,
             "seconds": round(seconds, 3),
+            "files": files,
         },
     )
 
@@ -190,7 +210,19 @@ def _finished(directory: Path, step: ResolvedStep) -> bool:
         done = json.loads(path.read_text())
     except json.JSONDecodeError:
         return False
-    return bool(done.get("status") == "done" and done.get("sha256") == step.sha256)
+    if not (done.get("status") == "done" and done.get("sha256") == step.sha256):
+        return False
+    # The step's files are verified, not trusted: one changed, truncated or removed since the
+    # step finished (or a step.json from before files were recorded) runs the step again.
+    files = done.get("files")
+    if not isinstance(files, dict):
+        return False
+    for name, digest in files.items():
+        path = directory / name
+        if not path.is_file() or sha256_file(path) != digest:
+            log.warning("%s: changed since step %s finished; running the step again", path, step.name)
+            return False
+    return True
 
 
 def _claim(out: Path, digest: str) -> None:

@@ -39,6 +39,7 @@ from lenscal.registry.schema import (
     RecordRow,
     utcnow,
 )
+from lenscal.workspace import is_bookkeeping
 
 PARENT_ROLES = ("checkpoint", "injection_model", "grid", "init_from", "config", "data", "other")
 
@@ -228,7 +229,7 @@ class Registry:
             raise RegistryError(f"{metrics_path}: holds no numeric metrics")
         self.get(run_id)  # fail before hashing if the record does not exist
         if artifacts is None:
-            files = sorted(p for p in directory.rglob("*") if p.is_file())
+            files = sorted(p for p in directory.rglob("*") if p.is_file() and not is_bookkeeping(p))
         else:
             files = sorted({Path(a).resolve() for a in artifacts} | {metrics_path})
         self.add_artifacts(run_id, files)

@@ -37,6 +37,7 @@ from lenscal.fsutil import atomic_path, atomic_write_text
 from lenscal.progress import progress_bar
 from lenscal.scoring.api import ModelInfo, Scorer, sigmoid
 from lenscal.scoring.meta import MetaLearner
+from lenscal.workspace import PARTS, Parts, canonical_sha256, results_directory, run_lock
 
 PART_ROWS = 65_536
 READ_ROWS = 4096
@@ -86,13 +87,25 @@ def model_entries(infos: Sequence[ModelInfo]) -> list[dict[str, str]]:
     ]
 
 
+def catalog_parts(out: str | Path, plan: CatalogPlan) -> Parts:
+    """The catalogue's committed parts, verified against this plan (lenscal.workspace)."""
+    return Parts(Path(out), canonical_sha256(plan.identity()))
+
+
 def part_path(out: Path, k: int) -> Path:
-    return out / "parts" / f"part-{k:05d}.parquet"
+    return Path(out) / PARTS / f"part-{k:05d}.parquet"
+
+
+def expected_rows(plan: CatalogPlan) -> dict[int, int] | None:
+    """Rows of each part, when the plan knows them (not under a split filter)."""
+    if plan.split is not None:
+        return None
+    return {k: min(plan.part_rows, plan.n_rows - k * plan.part_rows) for k in range(plan.parts)}
 
 
 def open_catalog(out: str | Path, plan: CatalogPlan) -> Path:
     """Create ``out`` for ``plan``, or check that an existing catalogue there is the same one."""
-    out = Path(out)
+    out = results_directory(out)
     path = out / "catalog.json"
     if path.is_file():
         existing = json.loads(path.read_text())
@@ -105,13 +118,16 @@ def open_catalog(out: str | Path, plan: CatalogPlan) -> Path:
                 "(or delete it) instead of mixing two catalogues"
             )
         return out
-    (out / "parts").mkdir(parents=True, exist_ok=True)
+    (out / PARTS).mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({**plan.identity(), "complete": False}, indent=1) + "\n")
     return out
 
 
-def pending_parts(out: str | Path, plan: CatalogPlan) -> list[int]:
-    return [k for k in range(plan.parts) if not part_path(Path(out), k).is_file()]
+def pending_parts(out: str | Path, plan: CatalogPlan, parts: Sequence[int] | None = None) -> list[int]:
+    """Parts (of ``parts``, default all) without an intact committed file: a truncated,
+    rewritten or foreign part is scored again."""
+    wanted = range(plan.parts) if parts is None else parts
+    return catalog_parts(out, plan).pending(wanted, expected_rows(plan))
 
 
 class ManifestSlices:
@@ -188,7 +204,8 @@ def score_parts(
     names = [m["name"] for m in plan.models]
     columns = [*POSITION_COLUMNS, *(["split"] if plan.split else [])]
     manifest = ManifestSlices(reader.directory / "manifest.parquet", columns)
-    todo = [k for k in parts if not part_path(out, k).is_file()]
+    todo = pending_parts(out, plan, parts)
+    store = catalog_parts(out, plan)
     total = sum(min(plan.part_rows, plan.n_rows - k * plan.part_rows) for k in todo)
     scored = 0
     with progress_bar(total * len(names), "score-survey", enabled=progress) as advance:
@@ -217,8 +234,7 @@ def score_parts(
                 frame[f"p_{name}"] = sigmoid(logits[name])
             if meta is not None:
                 frame[f"p_{meta.name}"] = meta.predict_proba(logits)
-            with atomic_path(part_path(out, k)) as tmp:
-                frame.to_parquet(tmp, index=False)
+            store.commit(k, frame)
             scored += rows.size
     return scored
 
@@ -283,13 +299,21 @@ def score_survey(
 ) -> dict[str, Any]:
     """The whole job in this process: plan, score the missing parts, check, candidates."""
     plan = make_plan(scorer, reader, models=models, meta=meta, split=split, part_rows=part_rows)
-    open_catalog(out, plan)
-    score_parts(
-        scorer, reader, out, plan, pending_parts(out, plan), meta=meta, read_rows=read_rows, progress=progress
-    )
-    summary = finish_catalog(out, plan)
-    column = rank_by or rank_column(plan)
-    table, gallery = write_candidates(out, plan, reader, column, top_k)
+    with run_lock(out, "survey scoring"):
+        open_catalog(out, plan)
+        score_parts(
+            scorer,
+            reader,
+            out,
+            plan,
+            pending_parts(out, plan),
+            meta=meta,
+            read_rows=read_rows,
+            progress=progress,
+        )
+        summary = finish_catalog(out, plan)
+        column = rank_by or rank_column(plan)
+        table, gallery = write_candidates(out, plan, reader, column, top_k)
     return {**summary, "candidates": str(table), "gallery": str(gallery) if gallery else None}
 
 
@@ -300,8 +324,9 @@ def finish_catalog(out: str | Path, plan: CatalogPlan) -> dict[str, Any]:
     if missing:
         raise LenscalError(f"{out}: {len(missing)} part(s) not scored yet, e.g. {missing[:5]}")
     n, previous = 0, -1
+    store, expected = catalog_parts(out, plan), expected_rows(plan) or {}
     for k in range(plan.parts):
-        rows = pq.read_table(part_path(out, k), columns=["row"]).column("row").to_numpy()
+        rows = store.read(k, expected.get(k), columns=["row"])["row"].to_numpy()
         if rows.size and (rows[0] <= previous or (np.diff(rows) <= 0).any()):
             raise LenscalError(f"{part_path(out, k)}: rows out of order or repeated (a stale part?)")
         if rows.size and not (k * plan.part_rows <= rows[0] and rows[-1] < (k + 1) * plan.part_rows):
@@ -318,8 +343,9 @@ def finish_catalog(out: str | Path, plan: CatalogPlan) -> dict[str, Any]:
 def top_candidates(out: str | Path, plan: CatalogPlan, column: str, k: int) -> pd.DataFrame:
     """The ``k`` rows with the highest ``column``, over every part (ties: lower row first)."""
     best = pd.DataFrame()
+    store = catalog_parts(out, plan)
     for part in range(plan.parts):
-        frame = pd.read_parquet(part_path(Path(out), part))
+        frame = store.read(part)
         if column not in frame.columns:
             raise LenscalError(f"no column {column!r} in the catalogue; it has {list(frame.columns)}")
         best = pd.concat([best, frame.nlargest(k, column, keep="first")], ignore_index=True)

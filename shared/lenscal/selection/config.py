@@ -12,9 +12,7 @@ treatments, seed, checkpoint) is what a comparison compares.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +24,7 @@ from lenscal.home import read_config
 from lenscal.injection.priors import InjectionPrior, get_prior
 from lenscal.preprocess import PreprocessOverride
 from lenscal.validation import validated
+from lenscal.workspace import canonical_sha256
 
 #: Fields that must agree for two grid results to be compared.
 GEOMETRY = (
@@ -159,4 +158,4 @@ def load_grid(name_or_path: str | Path, **overrides: Any) -> GridConfig:
 
 
 def _sha256(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+    return canonical_sha256(value)

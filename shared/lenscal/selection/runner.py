@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -50,10 +49,10 @@ from lenscal.selection.tables import (
     mark_forced,
     pooled,
 )
+from lenscal.workspace import PARTS, Parts, clear_directory, results_directory, run_lock
 
 #: Injections per chunk: one injector call and one scorer call each.
 CHUNK = 256
-PARTS = "parts"
 
 
 @dataclass
@@ -80,9 +79,16 @@ class GridRun:
     def chunks(self) -> list[list[Injection]]:
         return self.plan.chunks(self.chunk_size)
 
-    def pending(self) -> list[int]:
-        """Chunks without a committed part."""
-        return [k for k in range(len(self.chunks)) if not _part(self.out, k).is_file()]
+    @property
+    def parts(self) -> Parts:
+        return Parts(self.out, self.meta["definition_sha256"])
+
+    def pending(self, chunk_ids: Sequence[int] | None = None) -> list[int]:
+        """Chunks (of ``chunk_ids``, default all) without an intact committed part: a
+        truncated, rewritten or foreign part is scored again."""
+        chunks = self.chunks
+        wanted = range(len(chunks)) if chunk_ids is None else chunk_ids
+        return self.parts.pending(wanted, {k: len(chunks[k]) for k in wanted})
 
 
 def run_grid(
@@ -98,11 +104,12 @@ def run_grid(
     restart: bool = False,
     progress: bool | None = None,
 ) -> GridResult:
-    run = prepare_grid(
-        config, hosts=hosts, scorer=scorer, out=out, model=model, chunk_size=chunk_size, restart=restart
-    )
-    timings = score_chunks(run, scorer, injector, progress=progress)
-    return finish_grid(run, scorer, force_fpr=force_fpr, progress=progress, timings=timings)
+    with run_lock(out, "grid run"):
+        run = prepare_grid(
+            config, hosts=hosts, scorer=scorer, out=out, model=model, chunk_size=chunk_size, restart=restart
+        )
+        timings = score_chunks(run, scorer, injector, progress=progress)
+        return finish_grid(run, scorer, force_fpr=force_fpr, progress=progress, timings=timings)
 
 
 def prepare_grid(
@@ -116,10 +123,11 @@ def prepare_grid(
     restart: bool = False,
 ) -> GridRun:
     """Plan the run and claim ``out`` for its definition (refusing another definition);
-    idempotent, so each of several workers may call it."""
-    out = Path(out)
-    if restart and out.exists():
-        shutil.rmtree(out)
+    idempotent, so each of several workers may call it. The caller that coordinates the run
+    holds ``lenscal.workspace.run_lock`` on ``out`` (workers of the run do not)."""
+    out = results_directory(out)
+    if restart:
+        clear_directory(out)
     (out / PARTS).mkdir(parents=True, exist_ok=True)
     manifest = hosts.manifest()
     plan = plan_grid(manifest, config)
@@ -175,8 +183,7 @@ def score_chunks(
 ) -> dict[str, float]:
     """Inject and score the run's uncommitted chunks (of ``chunk_ids``, default all),
     committing each as it is scored; returns stage timings."""
-    wanted = run.pending() if chunk_ids is None else [k for k in chunk_ids if not _part(run.out, k).is_file()]
-    return _score_injections(run, scorer, injector, wanted, progress)
+    return _score_injections(run, scorer, injector, run.pending(chunk_ids), progress)
 
 
 def finish_grid(
@@ -195,7 +202,7 @@ def finish_grid(
             f"{run.out}: {len(missing)} chunk(s) not scored yet (e.g. {missing[:5]}); score them first"
         )
     config, out = run.config, run.out
-    injections = _assemble(out, len(run.chunks))
+    injections = _assemble(run)
     negatives = _score_negatives(config, run.hosts, scorer, run.model, out, progress)
     thresholds, fpr_info = _thresholds(config, negatives, force_fpr)
     metrics = _tables(config, run.plan, injections, thresholds, fpr_info, out)
@@ -226,7 +233,7 @@ def _claim(out: Path, digest: str, restart: bool) -> None:
 def _score_injections(
     run: GridRun, scorer: Scorer, injector: Injector, todo: list[int], progress: bool | None
 ) -> dict[str, float]:
-    chunks, config, out = run.chunks, run.config, run.out
+    chunks, config = run.chunks, run.config
     done = sum(len(c) for c in chunks) - sum(len(chunks[k]) for k in todo)
     timings = {"read_s": 0.0, "inject_s": 0.0, "score_s": 0.0, "wall_s": 0.0, "injections_scored": 0}
     ready: queue.Queue[Any] = queue.Queue(maxsize=2)  # injected chunks waiting for the scorer
@@ -256,7 +263,7 @@ def _score_injections(
                 t0 = time.perf_counter()
                 scored = scorer.score(result.images, model=run.model, override=config.preprocess_override)
                 timings["score_s"] += time.perf_counter() - t0
-                _commit_part(out, k, chunks[k], result.truth, scored.logits, scored.probabilities)
+                _commit_part(run.parts, k, chunks[k], result.truth, scored.logits, scored.probabilities)
                 timings["injections_scored"] += len(chunks[k])
                 advance(len(chunks[k]))
     finally:
@@ -331,12 +338,8 @@ def _params(
     return ArcParams.concat(parts)
 
 
-def _part(out: Path, k: int) -> Path:
-    return out / PARTS / f"part-{k:05d}.parquet"
-
-
 def _commit_part(
-    out: Path,
+    parts: Parts,
     k: int,
     chunk: list[Injection],
     truth: pd.DataFrame,
@@ -357,12 +360,12 @@ def _commit_part(
     frame = pd.concat([frame, truth.reset_index(drop=True)], axis=1)
     frame["logit"] = np.asarray(logits, dtype=np.float32)
     frame["probability"] = np.asarray(probabilities, dtype=np.float64)
-    with atomic_path(_part(out, k)) as tmp:
-        frame.to_parquet(tmp, index=False)
+    parts.commit(k, frame)
 
 
-def _assemble(out: Path, n_chunks: int) -> pd.DataFrame:
-    frames = [pd.read_parquet(_part(out, k)) for k in range(n_chunks)]
+def _assemble(run: GridRun) -> pd.DataFrame:
+    out = run.out
+    frames = [run.parts.read(k, rows=len(chunk)) for k, chunk in enumerate(run.chunks)]
     injections = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(injections) and injections["number"].duplicated().any():
         raise GridError(f"{out}: an injection was scored twice (corrupted parts); rerun with --restart")

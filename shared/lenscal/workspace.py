@@ -1,0 +1,245 @@
+"""A run's results directory, shared by grids, diagnostics and survey scoring.
+
+- **One run at a time.** ``run_lock(out, what)`` holds an exclusive ``flock`` on
+  ``out/.lenscal.lock`` for the run's life and writes who holds it there; a second run into
+  the same directory is refused at once (LenscalError, so exit 2) naming the holder, instead
+  of racing it. The kernel drops the lock when the holder dies, even by kill -9, so a stale
+  lock never blocks a resume. ``--restart`` clears the directory but keeps the lock file:
+  removing a held lock file would let a second run lock a fresh one beside it.
+- **Parts verified, not trusted.** ``Parts.commit`` writes a part atomically, then its commit
+  record ``parts/_index/part-NNNNN.json`` (row count, SHA-256 and size of the file, and the run it belongs
+  to). A part is reused only when its record names this run and the file still has that hash
+  and the expected rows; a truncated, rewritten, corrupted or foreign part (or one without a
+  record: killed between the two writes) is scored again, never merged. One record per part
+  (not one index file) because several workers of a run commit parts concurrently, possibly
+  on a shared file system where appends are not atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lenscal.errors import LenscalError
+from lenscal.fsutil import atomic_path, atomic_write_text, sha256_file
+
+log = logging.getLogger("lenscal.workspace")
+
+LOCK_NAME = ".lenscal.lock"
+PARTS = "parts"
+
+
+class RunLockedError(LenscalError):
+    """Another run holds the results directory."""
+
+
+def canonical_sha256(value: object) -> str:
+    """SHA-256 of ``value`` as sorted-key JSON (anything else as its str): the one hash of a
+    definition, plan or identity that decides whether two runs are the same run."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def results_directory(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a results directory, created if missing; one line (not a traceback) when it
+    names a file or cannot be created."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise LenscalError(f"--out {path}: is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a parent is a file
+        raise LenscalError(f"--out {path}: a parent is not a directory") from exc
+    except OSError as exc:
+        raise LenscalError(f"--out {path}: cannot create it ({exc.strerror})") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise LenscalError(f"--out {path}: not writable")
+    return path
+
+
+def _holder() -> dict[str, object]:
+    command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:4]))
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": command,
+        "since": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def describe_holder(text: str) -> str:
+    try:
+        h = json.loads(text)
+        return f"pid {h['pid']} on {h['host']} ({h['command']}, since {h['since']})"
+    except (ValueError, KeyError, TypeError):
+        return "another lenscal run"  # it has the lock but has not written its name yet
+
+
+#: Locks this process holds (resolved directory -> depth): a flow that holds its run's
+#: directory calls the library runner, which locks it again, in the same process.
+_held: dict[Path, int] = {}
+_held_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def run_lock(out: str | os.PathLike[str], what: str = "run") -> Iterator[Path]:
+    """Hold ``out`` for one run (see the module docstring); yields the directory. Reentrant
+    within a process."""
+    directory = results_directory(out)
+    key = directory.resolve()
+    with _held_guard:
+        nested = key in _held
+        if nested:
+            _held[key] += 1
+    if nested:
+        try:
+            yield directory
+        finally:
+            with _held_guard:
+                _held[key] -= 1
+        return
+    with _locked(directory, what):
+        with _held_guard:
+            _held[key] = 1
+        try:
+            yield directory
+        finally:
+            with _held_guard:
+                del _held[key]
+
+
+@contextlib.contextmanager
+def _locked(directory: Path, what: str) -> Iterator[None]:
+    path = directory / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = describe_holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise LenscalError(f"--out {directory}: cannot lock it ({exc.strerror})") from exc
+        raise RunLockedError(
+            f"--out {directory}: another {what} is writing there: {holder}; wait for it to finish "
+            "or choose another --out"
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps({**_holder(), "what": what}) + "\n").encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def clear_directory(out: str | os.PathLike[str]) -> None:
+    """Remove everything in ``out`` but its lock file (``--restart``)."""
+    directory = Path(out)
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def is_bookkeeping(path: Path) -> bool:
+    """Files of a results directory that are not results (the registry does not hash them)."""
+    return path.name == LOCK_NAME
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The committed parts of one run (``run``: its definition hash) in ``directory/parts``."""
+
+    directory: Path
+    run: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.directory) / PARTS
+
+    def path(self, k: int) -> Path:
+        return self.root / f"part-{k:05d}.parquet"
+
+    def record_path(self, k: int) -> Path:
+        # Under "_index": Parquet readers of the parts directory (pd.read_parquet(parts/))
+        # skip names starting with "_", so the records never look like a part.
+        return self.root / "_index" / f"part-{k:05d}.json"
+
+    def commit(self, k: int, frame: pd.DataFrame) -> None:
+        """Write part ``k`` and then its commit record; a reader trusts neither alone."""
+        path = self.path(k)
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+        record = {
+            "part": k,
+            "rows": len(frame),
+            "bytes": path.stat().st_size,
+            "sha256": sha256_file(path),
+            "run": self.run,
+        }
+        atomic_write_text(self.record_path(k), json.dumps(record) + "\n")
+
+    def problem(self, k: int, rows: int | None = None) -> str | None:
+        """Why part ``k`` cannot be reused (None: it is committed and intact). ``rows``: the
+        row count the plan expects, when it knows."""
+        path, record_path = self.path(k), self.record_path(k)
+        if not path.is_file():
+            return "missing" if not record_path.is_file() else "its file is missing"
+        try:
+            record = json.loads(record_path.read_text())
+            want_rows, want_bytes, want_sha = int(record["rows"]), int(record["bytes"]), record["sha256"]
+            owner = record["run"]
+        except FileNotFoundError:
+            return "no commit record (interrupted before it was committed, or not this run's)"
+        except (ValueError, KeyError, TypeError):
+            return "its commit record is unreadable"
+        if owner != self.run:
+            return "it belongs to another run"
+        if rows is not None and want_rows != rows:
+            return f"it holds {want_rows} rows, the plan {rows}"
+        size = path.stat().st_size
+        if size != want_bytes:
+            return f"its file has {size} bytes, {want_bytes} were committed (truncated or rewritten)"
+        if sha256_file(path) != want_sha:
+            return "its content changed since it was committed (corrupted or rewritten)"
+        return None
+
+    def pending(self, ks: Iterable[int], rows: dict[int, int] | None = None) -> list[int]:
+        """The parts of ``ks`` to (re)compute; a damaged one is named in the log once."""
+        todo = []
+        for k in ks:
+            reason = self.problem(k, None if rows is None else rows.get(k))
+            if reason is None:
+                continue
+            if reason != "missing":
+                log.warning("%s: %s; computing it again", self.path(k), reason)
+            todo.append(k)
+        return todo
+
+    def read(self, k: int, rows: int | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+        """Part ``k``, checked first: results never rest on an unverified part."""
+        reason = self.problem(k, rows)
+        if reason is not None:
+            raise LenscalError(f"{self.path(k)}: {reason}; run again to recompute it")
+        return pd.read_parquet(self.path(k), columns=columns)
