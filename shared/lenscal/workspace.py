@@ -62,7 +62,7 @@ def results_directory(out: str | os.PathLike[str]) -> Path:
         raise LenscalError(f"--out {path}: is a file, not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:  # a parent is a file
+    except (FileExistsError, NotADirectoryError) as exc:  # a parent is a file
         raise LenscalError(f"--out {path}: a parent is not a directory") from exc
     except OSError as exc:
         raise LenscalError(f"--out {path}: cannot create it ({exc.strerror})") from exc
