@@ -10,6 +10,7 @@ from pathlib import Path
 from lenscal.errors import LenscalError
 from lenscal.injection.api import Injector
 from lenscal.scoring.api import Scorer
+from lenscal.security import ClientAuth
 
 
 def open_scorer(
@@ -20,9 +21,13 @@ def open_scorer(
     device: str = "auto",
     token: str | None = None,
     root_certificates: bytes | None = None,
+    auth: ClientAuth | None = None,
     **grpc_options: object,
 ) -> Scorer:
-    """A LocalScorer over bundle(s) ``model``, or a GrpcScorer over ``endpoints``."""
+    """A LocalScorer over bundle(s) ``model``, or a GrpcScorer over ``endpoints`` (with the
+    token and CA of ``auth``, or those given one by one)."""
+    if auth is not None:
+        token, root_certificates = auth.token, auth.root_certificates
     given_endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints or [])
     if (model is None or model == []) == (not given_endpoints):
         raise LenscalError("give a model bundle (score in this process) or scorer endpoint(s), not both")
@@ -47,8 +52,11 @@ def open_injector(
     device: str = "auto",
     token: str | None = None,
     root_certificates: bytes | None = None,
+    auth: ClientAuth | None = None,
 ) -> Injector:
     """A LocalInjector (rendering on ``device`` in this process), or a GrpcInjector."""
+    if auth is not None:
+        token, root_certificates = auth.token, auth.root_certificates
     if endpoint:
         from lenscal.rpc.injector_client import GrpcInjector
 

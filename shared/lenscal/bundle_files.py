@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from lenscal.errors import LenscalError
 from lenscal.fsutil import atomic_write_text, sha256_file
@@ -142,7 +142,30 @@ def verify_bundle(directory: str | Path, *, allow_stale: tuple[str, ...] = ()) -
         PreprocessSpec.model_validate(meta["preprocess"])
     except ValidationError as exc:
         raise BundleError(f"{path / META}: preprocess: {describe(exc)}") from None
+    try:
+        MetaShape.model_validate(meta)
+    except ValidationError as exc:  # sealed, but not what lenscal writes (edited and re-sealed)
+        raise BundleError(f"{path / META}: {describe(exc)}") from None
     return dict(meta)
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class MetaShape(BaseModel):
+    """The types of model.json's keys that lenscal reads (others are kept as they are)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    arch: str = Field(min_length=1)
+    arch_kwargs: dict[str, Any]
+    embedding_dim: StrictInt = Field(gt=0)
+    provenance: Provenance
+    input_shape: tuple[StrictInt, StrictInt, StrictInt] | None = None
+    run_id: str | None = None
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:

@@ -51,6 +51,11 @@ class NotReadyError(LenscalError):
     """The service is warming up or draining; retry later or elsewhere."""
 
 
+class UnreachableError(LenscalError):
+    """No connection to a service within the connect deadline (nothing listening, a wrong
+    address, a firewall, or TLS on one side only)."""
+
+
 class UnauthenticatedError(LenscalError):
     """The call carries no valid credentials."""
 

@@ -71,6 +71,21 @@ def results_directory(out: str | os.PathLike[str]) -> Path:
     return path
 
 
+def check_out(out: str | os.PathLike[str]) -> Path:
+    """What ``results_directory`` would refuse, without creating anything (``--dry-run``)."""
+    path = Path(out)
+    existing = next((p for p in [path, *path.parents] if p.exists()), None)
+    if existing is None:  # pragma: no cover - "/" exists
+        return path
+    if existing == path and not path.is_dir():
+        raise LenscalError(f"--out {path}: is a file, not a directory")
+    if existing != path and not existing.is_dir():
+        raise LenscalError(f"--out {path}: a parent is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LenscalError(f"--out {path}: {existing} is not writable")
+    return path
+
+
 def _holder() -> dict[str, object]:
     command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv[:4]))
     return {

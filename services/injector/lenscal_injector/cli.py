@@ -12,12 +12,16 @@ from lenscal.device import DEVICE_HELP
 
 
 def serve_injector(
-    port: Annotated[int, typer.Option(help="Port (0 picks a free one and prints it).")] = 50052,
+    port: Annotated[
+        int, typer.Option(help="Port (0 picks a free one and prints it).", min=0, max=65535)
+    ] = 50052,
     host: Annotated[
         str, typer.Option(help="Bind address; 0.0.0.0 exposes the service to the network.")
     ] = "127.0.0.1",
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
-    metrics_port: Annotated[int, typer.Option(help="Prometheus /metrics port (0: off).")] = 0,
+    metrics_port: Annotated[
+        int, typer.Option(help="Prometheus /metrics port (0: off).", min=0, max=65535)
+    ] = 0,
     max_requests: Annotated[
         int, typer.Option(help="Calls rendering at once; more get RESOURCE_EXHAUSTED.", min=1)
     ] = 8,

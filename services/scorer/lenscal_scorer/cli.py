@@ -13,7 +13,9 @@ from lenscal.device import DEVICE_HELP
 
 def serve_scorer(
     model: Annotated[list[Path], typer.Option(help="Checkpoint bundle; repeat for several models.")],
-    port: Annotated[int, typer.Option(help="Port (0 picks a free one and prints it).")] = 50051,
+    port: Annotated[
+        int, typer.Option(help="Port (0 picks a free one and prints it).", min=0, max=65535)
+    ] = 50051,
     host: Annotated[
         str, typer.Option(help="Bind address; 0.0.0.0 exposes the service to the network.")
     ] = "127.0.0.1",
@@ -29,7 +31,9 @@ def serve_scorer(
         float, typer.Option(help="Longest wait for a batch to fill, s.", min=0)
     ] = 0.005,
     max_queue: Annotated[int, typer.Option(help="Cutouts waiting before RESOURCE_EXHAUSTED.", min=1)] = 16384,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus port (worker i uses port + i); 0: off.")] = 0,
+    metrics_port: Annotated[
+        int, typer.Option(help="Prometheus port (worker i uses port + i); 0: off.", min=0, max=65535)
+    ] = 0,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate chain for TLS.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key for TLS.")] = None,
     token_file: Annotated[

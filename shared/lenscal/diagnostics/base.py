@@ -31,7 +31,7 @@ class CheckParams(BaseModel):
     """Base of every check's parameters: unknown keys are errors (a typo never silently
     falls back to a default)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from lenscal.device import DEVICE_HELP
+from lenscal.options import TlsCa, TokenFile
+from lenscal.security import client_auth
 
 app = typer.Typer()
 
@@ -27,6 +29,8 @@ def diagnose_command(
     ] = "",
     scorer: Annotated[list[str] | None, typer.Option(help="Scorer host:port (repeat for replicas).")] = None,
     injector: Annotated[str | None, typer.Option(help="Injector host:port (default: in-process).")] = None,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
     preset: Annotated[
         str, typer.Option(help="full (the team's counts) or a preset of the definition (demo).")
     ] = "full",
@@ -58,28 +62,32 @@ def diagnose_command(
     from lenscal.registry.identity import default_run_id
     from lenscal.registry.ids import check_id, kind_of
     from lenscal.registry.store import Registry
+    from lenscal.workspace import check_out
 
+    # Every input is checked before any work, and by --dry-run too.
     loaded = load_diagnostic(definition)
     steps = resolve(loaded, preset, only)
+    reader = ShardReader(hosts)
+    check_out(out)
+    chosen_id = run_id or default_run_id(loaded.id, preset)
+    if not no_registry:
+        check_id(kind_of(chosen_id) or "diagnostic", chosen_id)
+    if not scorer and not model:
+        raise typer.BadParameter("give --model BUNDLE|RUN_ID (in-process) or --scorer HOST:PORT")
+    bundle = None if scorer else bundle_path(model, registry_url)
+    auth = client_auth(token_file, tls_ca)
     if dry_run:
+        typer.echo(f"{loaded.id} ({preset}): {len(reader)} hosts in {hosts} -> {out}")
         for step in steps:
             typer.echo(f"{step.name} ({step.check}): {json.dumps(step.params.model_dump(mode='json'))}")
         return
-    chosen_id = run_id or default_run_id(loaded.id, preset)
-    if not no_registry:
-        check_id(kind_of(chosen_id) or "diagnostic", chosen_id)  # before any work
-    if scorer:
-        opened = open_scorer(endpoints=scorer)
-    elif model:
-        opened = open_scorer(model=bundle_path(model, registry_url), device=device)
-    else:
-        raise typer.BadParameter("give --model BUNDLE|RUN_ID (in-process) or --scorer HOST:PORT")
+    opened = open_scorer(endpoints=scorer, auth=auth) if scorer else open_scorer(model=bundle, device=device)
     interactive = sys.stderr.isatty()
-    with opened, open_injector(endpoint=injector, device=device) as inject_with:
+    with opened, open_injector(endpoint=injector, device=device, auth=auth) as inject_with:
         opened.wait_ready()
         inject_with.wait_ready()
         ctx = Context(
-            hosts=ShardReader(hosts),
+            hosts=reader,
             scorer=opened,
             injector=inject_with,
             model=model if scorer else "",

@@ -37,7 +37,7 @@ FULL = "full"
 
 
 class StepDefinition(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     check: str
@@ -48,7 +48,7 @@ class StepDefinition(BaseModel):
 class TeamHeadline(BaseModel):
     """One number the team recorded for this run, and where this run's own value is."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     label: str
     team: str = Field(
@@ -64,14 +64,14 @@ class TeamHeadline(BaseModel):
 class TeamRun(BaseModel):
     """What the team ran under this ID and the headline numbers they recorded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     ran: str
     headlines: list[TeamHeadline] = Field(default_factory=list)
 
 
 class DiagnosticDefinition(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str
     description: str = ""

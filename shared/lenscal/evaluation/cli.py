@@ -10,6 +10,8 @@ import typer
 
 from lenscal.device import DEVICE_HELP
 from lenscal.errors import LenscalError
+from lenscal.options import TlsCa, TokenFile
+from lenscal.security import client_auth
 
 app = typer.Typer()
 
@@ -28,6 +30,8 @@ def evaluate_command(
     scorer: Annotated[
         list[str] | None, typer.Option(help="Scorer host:port to score on (repeat for replicas).")
     ] = None,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
     device: Annotated[str, typer.Option(help=f"In-process: {DEVICE_HELP}.")] = "auto",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for AUC/pAUC intervals.", min=0)] = 1000,
     run_id: Annotated[str | None, typer.Option(help="Record as this evaluation ID (E<NN>-<suffix>).")] = None,
@@ -47,7 +51,10 @@ def evaluate_command(
     interactive = sys.stderr.isatty()
     reader = open_reader(shards=shards) if shards else open_reader(manifest=manifest, progress=interactive)
     on_server = bool(scorer)
-    opened = open_scorer(endpoints=scorer) if on_server else open_scorer(model=model, device=device)
+    auth = client_auth(token_file, tls_ca)
+    opened = (
+        open_scorer(endpoints=scorer, auth=auth) if on_server else open_scorer(model=model, device=device)
+    )
     with opened:
         opened.wait_ready()
         info = opened.model_info(model if on_server else "")[0]
@@ -92,6 +99,8 @@ def meta_fit_command(
     scorer: Annotated[
         list[str] | None, typer.Option(help="Scorer host:port serving the members (repeat for replicas).")
     ] = None,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
     stacker: Annotated[
         str,
         typer.Option(
@@ -135,8 +144,9 @@ def meta_fit_command(
         check_id("training", name)  # before any work
     reader = ShardReader(shards)
     on_server = bool(scorer)
+    auth = client_auth(token_file, tls_ca)
     opened = (
-        open_scorer(endpoints=scorer)
+        open_scorer(endpoints=scorer, auth=auth)
         if on_server
         else open_scorer(model=[bundle_path(m) for m in model], device=device)
     )

@@ -71,7 +71,7 @@ def _range(lo: float, hi: float, name: str) -> tuple[float, float]:
 
 
 class SourcePrior(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     r_mag_range: tuple[float, float] = (23.0, 26.0)
     beta_frac_range: tuple[float, float] = (0.10, 0.40)
@@ -114,7 +114,7 @@ class SourcePrior(BaseModel):
 
 
 class LensPrior(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     shear_sigma: float = Field(0.05, ge=0.0)
     shear: Literal["components", "half_normal_magnitude"] = "components"
@@ -133,7 +133,7 @@ class Model2Conditioning(BaseModel):
     """IM2: q_lens = clip(q_host + N(0, q_scatter), q_floor, 1); phi_lens = host PA;
     |gamma| U(0, gamma_max) at a uniform angle."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     q_scatter: float = Field(0.05, ge=0.0)
     q_floor: float = Field(0.5, gt=0.0, le=1.0)
@@ -144,7 +144,7 @@ class PreprocessingNote(BaseModel):
     """The team's file records the preprocessing its models used; kept for reference only
     (the model's own PreprocessSpec always wins)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     annulus_r_in: float = 20.0
     annulus_r_out: float = 32.0
@@ -152,7 +152,7 @@ class PreprocessingNote(BaseModel):
 
 
 class InjectionPrior(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = "default"
     source_params: SourcePrior = SourcePrior()

@@ -130,10 +130,9 @@ def load_bundle(
     model = create_model(meta["arch"], **meta["arch_kwargs"])
     try:
         model.load_state_dict(load_file(str(path / WEIGHTS)))
-    except (RuntimeError, OSError) as exc:
-        raise BundleError(
-            f"{path / WEIGHTS}: does not fit {meta['arch']} ({str(exc).splitlines()[0]})"
-        ) from None
+    except Exception as exc:  # safetensors' SafetensorError, torch's RuntimeError, OSError
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise BundleError(f"{path / WEIGHTS}: not weights of {meta['arch']} ({first})") from None
     model.to(device).eval()
     return Bundle(path=path, model=model, spec=PreprocessSpec.model_validate(meta["preprocess"]), meta=meta)
 

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lenscal.errors import NotReadyError, UnreachableError
+
+#: Seconds a client waits for a connection before it calls the endpoint unreachable
+#: ($LENSCAL_CONNECT_TIMEOUT_S). A service that is up but warming its models is connected and
+#: says NOT_SERVING: that wait is the caller's longer deadline.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def connect_timeout_s() -> float:
+    try:
+        return float(os.environ.get("LENSCAL_CONNECT_TIMEOUT_S", CONNECT_TIMEOUT_S))
+    except ValueError:
+        return CONNECT_TIMEOUT_S
+
 
 def wait_serving(channel: grpc.Channel, endpoint: str, deadline: float, what: str = "service") -> None:
-    """Poll until SERVING; ``deadline`` is a time.monotonic() value."""
+    """Connect within the connect timeout (else UnreachableError, one line), then poll health
+    until SERVING by ``deadline`` (a time.monotonic() value; else NotReadyError)."""
+    limit = max(0.0, min(deadline - time.monotonic(), connect_timeout_s()))
+    try:
+        grpc.channel_ready_future(channel).result(timeout=limit)
+    except grpc.FutureTimeoutError:
+        raise UnreachableError(
+            f"{what} at {endpoint}: no connection within {limit:g} s (is it running there? a TLS "
+            "server needs --tls-ca / LENSCAL_TLS_CA, a plain one none)"
+        ) from None
     health = health_pb2_grpc.HealthStub(channel)
     while True:
         try:
@@ -19,7 +43,7 @@ def wait_serving(channel: grpc.Channel, endpoint: str, deadline: float, what: st
         except grpc.RpcError:
             pass  # not up yet
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} at {endpoint} not SERVING in time")
+            raise NotReadyError(f"{what} at {endpoint}: connected, but not SERVING in time (warming up?)")
         time.sleep(0.2)
 
 

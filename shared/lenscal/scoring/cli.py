@@ -10,21 +10,28 @@ from typing import Annotated, Any
 import typer
 
 from lenscal.device import DEVICE_HELP
+from lenscal.options import TlsCa, TokenFile
 from lenscal.scoring.api import Scorer
 
 app = typer.Typer()
 
 
 def _replicas(
-    endpoint: list[str], token_file: Path | None, float32: bool, per_message: int, **options: Any
+    endpoint: list[str],
+    token_file: Path | None,
+    tls_ca: Path | None,
+    float32: bool,
+    per_message: int,
+    **options: Any,
 ) -> Scorer:
     """A GrpcScorer over ``endpoint`` with the commands' shared wire options."""
     from lenscal.backends import open_scorer
-    from lenscal.rpc.auth import read_token
+    from lenscal.security import client_auth
 
+    auth = client_auth(token_file, tls_ca)
     return open_scorer(
         endpoints=endpoint,
-        token=read_token(token_file) if token_file else None,
+        auth=auth,
         per_message=per_message,
         wire_dtype="float32" if float32 else "float16",
         **options,
@@ -55,7 +62,8 @@ def score_command(
     per_message: Annotated[int, typer.Option(help="Cutouts per message.", min=1)] = 64,
     concurrency: Annotated[int, typer.Option(help="Messages in flight.", min=1)] = 8,
     streaming: Annotated[bool, typer.Option(help="Use ScoreStream instead of unary calls.")] = False,
-    token_file: Annotated[Path | None, typer.Option(help="Bearer token file.")] = None,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
     chunk: Annotated[int, typer.Option(help="Cutouts read from shards at a time.", min=1)] = 8192,
 ) -> None:
     """Score every cutout of a shard directory (or manifest) with a model bundle or on
@@ -74,7 +82,7 @@ def score_command(
     rows = split_rows(reader, split)
     if endpoint:
         scorer = _replicas(
-            endpoint, token_file, float32, per_message, concurrency=concurrency, streaming=streaming
+            endpoint, token_file, tls_ca, float32, per_message, concurrency=concurrency, streaming=streaming
         )
         served_model, where = model, ", ".join(endpoint)
     else:
@@ -131,7 +139,8 @@ def score_survey_command(
     float32: Annotated[
         bool, typer.Option("--float32", help="Send float32 (default float16: half the bytes).")
     ] = False,
-    token_file: Annotated[Path | None, typer.Option(help="Bearer token file.")] = None,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
     device: Annotated[str, typer.Option(help=f"In-process only: {DEVICE_HELP}.")] = "auto",
 ) -> None:
     """Score every cutout of a survey into a partitioned Parquet catalogue (galaxy_id, ra, dec,
@@ -150,6 +159,7 @@ def score_survey_command(
         scorer = _replicas(
             endpoint,
             token_file,
+            tls_ca,
             float32,
             per_message,
             streaming=True,

@@ -25,7 +25,16 @@ def split_rows(reader: ShardReader, split: str | None = None) -> np.ndarray:
     table = reader.manifest()
     if "split" not in table.columns:
         raise LenscalError(f"{reader.directory}: no 'split' column to select {split!r} from")
-    return np.flatnonzero(table["split"].to_numpy() == split)
+    values = table["split"].to_numpy()
+    check_split(split, values, reader.directory)
+    return np.flatnonzero(values == split)
+
+
+def check_split(split: str, values: np.ndarray, where: object) -> None:
+    """A split no row has is a typo, not an empty selection: refuse it naming the ones there."""
+    present = sorted({str(v) for v in np.unique(values.astype(str))})
+    if split not in present:
+        raise LenscalError(f"--split {split!r}: no row of {where} has it; the splits there are {present}")
 
 
 def score_rows(

@@ -37,6 +37,7 @@ from lenscal.fsutil import atomic_path, atomic_write_text
 from lenscal.progress import progress_bar
 from lenscal.scoring.api import ModelInfo, Scorer, sigmoid
 from lenscal.scoring.meta import MetaLearner
+from lenscal.scoring.rows import check_split
 from lenscal.workspace import PARTS, Parts, canonical_sha256, results_directory, run_lock
 
 PART_ROWS = 65_536
@@ -266,6 +267,8 @@ def make_plan(
         meta.check_members(chosen)
         text = json.dumps(meta.to_json(), sort_keys=True)
         meta_entry = {"name": meta.name, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    if split is not None:
+        _check_survey_split(reader, split)
     index = json.dumps(reader.index.to_json(), sort_keys=True).encode()
     return CatalogPlan(
         shards=str(reader.directory.resolve()),
@@ -276,6 +279,14 @@ def make_plan(
         meta=meta_entry,
         extra={"shard_index_sha256": hashlib.sha256(index).hexdigest()},
     )
+
+
+def _check_survey_split(reader: ShardReader, split: str) -> None:
+    path = reader.directory / "manifest.parquet"
+    if "split" not in pq.read_schema(path).names:
+        raise LenscalError(f"{reader.directory}: no 'split' column to select {split!r} from")
+    values = pq.read_table(path, columns=["split"]).column("split").unique()  # one column, not the rows
+    check_split(split, values.to_numpy(zero_copy_only=False), reader.directory)
 
 
 def rank_column(plan: CatalogPlan) -> str:

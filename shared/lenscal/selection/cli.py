@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from lenscal.device import DEVICE_HELP
+from lenscal.options import TlsCa, TokenFile
+from lenscal.security import client_auth
 
 app = typer.Typer(
     name="grid", help="Selection-function grids: run, compare, show, replay.", no_args_is_help=True
@@ -25,6 +27,8 @@ def run_command(
     ] = "",
     scorer: Annotated[list[str] | None, typer.Option(help="Scorer host:port (repeat for replicas).")] = None,
     injector: Annotated[str | None, typer.Option(help="Injector host:port (default: in-process).")] = None,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
     per_cell: Annotated[
         int | None, typer.Option(help="Injections per cell (overrides the grid).", min=1)
     ] = None,
@@ -53,8 +57,9 @@ def run_command(
         check_id(kind_of(chosen_id) or "evaluation", chosen_id)  # before any work
     if not scorer and not model:
         raise typer.BadParameter("give --model BUNDLE (in-process) or --scorer HOST:PORT")
-    opened = open_scorer(endpoints=scorer) if scorer else open_scorer(model=model, device=device)
-    with opened, open_injector(endpoint=injector, device=device) as inject_with:
+    auth = client_auth(token_file, tls_ca)
+    opened = open_scorer(endpoints=scorer, auth=auth) if scorer else open_scorer(model=model, device=device)
+    with opened, open_injector(endpoint=injector, device=device, auth=auth) as inject_with:
         opened.wait_ready()
         inject_with.wait_ready()
         result = run_recorded(
@@ -126,6 +131,8 @@ def replay_command(
         Path | None, typer.Option(help="Where to write .npz and .png (default DIR/replay-N).")
     ] = None,
     injector: Annotated[str | None, typer.Option(help="Injector host:port (default: in-process).")] = None,
+    token_file: TokenFile = None,
+    tls_ca: TlsCa = None,
     device: Annotated[str, typer.Option(help=f"In-process rendering: {DEVICE_HELP}.")] = "auto",
 ) -> None:
     """Regenerate one injection of a run alone (host, host + arc, arc) from the results
@@ -136,7 +143,8 @@ def replay_command(
     from lenscal.data.shards import ShardReader
     from lenscal.selection.replay import replay, save_replay
 
-    with open_injector(endpoint=injector, device=device) as inject_with:
+    auth = client_auth(token_file, tls_ca)
+    with open_injector(endpoint=injector, device=device, auth=auth) as inject_with:
         replayed = replay(directory, number, hosts=ShardReader(hosts), injector=inject_with)
     npz, png = save_replay(replayed, out or directory / f"replay-{number}")
     table = directory / "injections.parquet"

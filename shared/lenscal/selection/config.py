@@ -41,6 +41,11 @@ GEOMETRY = (
 )
 
 
+#: Bins per axis: far beyond any survey grid (d05 has 11 x 7 x 5), small enough that a typo
+#: in step (1e-9) is refused instead of planning billions of cells.
+MAX_BINS = 1000
+
+
 class GridError(LenscalError):
     """A grid definition or a grid run request is invalid."""
 
@@ -48,16 +53,19 @@ class GridError(LenscalError):
 class Axis(BaseModel):
     """Bin centres start, start + step, ..., stop (inclusive)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    start: float
-    stop: float
-    step: float = Field(gt=0)
+    start: float = Field(allow_inf_nan=False)
+    stop: float = Field(allow_inf_nan=False)
+    step: float = Field(gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _ordered(self) -> Axis:
         if self.stop < self.start:
             raise ValueError(f"stop ({self.stop}) is below start ({self.start})")
+        bins = (self.stop - self.start) / self.step + 1
+        if bins > MAX_BINS:
+            raise ValueError(f"{bins:.3g} bins from start, stop and step; at most {MAX_BINS} per axis")
         return self
 
     def centres(self) -> np.ndarray:
@@ -66,7 +74,7 @@ class Axis(BaseModel):
 
 
 class Axes(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     theta_e: Axis = Field(description="Einstein radius, arcsec")
     psf_fwhm: Axis = Field(description="r-band PSF FWHM (psfsize_r), arcsec")
@@ -74,7 +82,7 @@ class Axes(BaseModel):
 
 
 class GridConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str
     description: str = ""
