@@ -8,12 +8,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from lenscal.backends import bundle_path, open_injector, open_scorer
 from lenscal.injection.api import Injector
-from lenscal.rpc.auth import read_token
 from lenscal.scoring.api import Scorer
+from lenscal.security import ClientAuth, client_auth
 from lenscal_flows.settings import FlowSettings
 
 
@@ -23,14 +22,19 @@ class Endpoints:
     injector: str
     model: str  # the model's name on the scorer ("" = its default)
     token_file: str | None = None
+    tls_ca: str | None = None
+    local: tuple[str, ...] = ()  # services started here for the run: plain TCP, open
+
+    def auth(self, service: str) -> ClientAuth:
+        if service in self.local:
+            return ClientAuth()
+        return client_auth(self.token_file, self.tls_ca, environment=False)  # settings read env
 
     def scorer_client(self) -> Scorer:
-        token = read_token(Path(self.token_file)) if self.token_file else None
-        return open_scorer(endpoints=self.scorer, token=token)
+        return open_scorer(endpoints=self.scorer, auth=self.auth("scorer"))
 
     def injector_client(self) -> Injector:
-        token = read_token(Path(self.token_file)) if self.token_file else None
-        return open_injector(endpoint=self.injector, token=token)
+        return open_injector(endpoint=self.injector, auth=self.auth("injector"))
 
 
 @contextlib.contextmanager
@@ -58,7 +62,9 @@ def service_endpoints(settings: FlowSettings, model: str | list[str] | None) -> 
             injector, _ = stack.enter_context(
                 running_service("injector", "--device", settings.device, timeout_s=300)
             )
-        yield Endpoints(scorer, injector, served_model, settings.token_file)
+        configured = {"scorer": settings.scorer_endpoints, "injector": settings.injector_endpoint}
+        local = tuple(name for name, given in configured.items() if not given)
+        yield Endpoints(scorer, injector, served_model, settings.token_file, settings.tls_ca, local)
 
 
 @contextlib.contextmanager

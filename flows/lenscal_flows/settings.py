@@ -5,6 +5,7 @@ by environment variables. A flow's own parameters override both.
     LENSCAL_SCORER_ENDPOINTS   host:port[,host:port...]  scorer replicas (none: start one locally)
     LENSCAL_INJECTOR_ENDPOINT  host:port                 injector (none: start one locally)
     LENSCAL_TOKEN_FILE         bearer token for the services
+    LENSCAL_TLS_CA             PEM CA certificate of TLS services (none: plain TCP)
     LENSCAL_HOSTS              shard directory (hosts, validation split, lenses)
     LENSCAL_MANIFEST           training manifest
     LENSCAL_MODEL              bundle directory or training run ID
@@ -28,6 +29,7 @@ ENV = {
     "scorer_endpoints": "LENSCAL_SCORER_ENDPOINTS",
     "injector_endpoint": "LENSCAL_INJECTOR_ENDPOINT",
     "token_file": "LENSCAL_TOKEN_FILE",
+    "tls_ca": "LENSCAL_TLS_CA",
     "hosts": "LENSCAL_HOSTS",
     "manifest": "LENSCAL_MANIFEST",
     "model": "LENSCAL_MODEL",
@@ -46,6 +48,7 @@ class FlowSettings(BaseModel):
     scorer_endpoints: list[str] = Field(default_factory=list)
     injector_endpoint: str | None = None
     token_file: str | None = None
+    tls_ca: str | None = None
     hosts: str | None = None
     manifest: str | None = None
     model: str | None = None

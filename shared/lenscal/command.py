@@ -37,7 +37,8 @@ USER_ERRNOS = {
 
 
 def fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    # One line even when the message quotes several (a YAML parser's, a service's log).
+    typer.echo("error: " + " ".join(line.strip() for line in message.splitlines() if line.strip()), err=True)
     sys.exit(2)
 
 
@@ -49,7 +50,7 @@ def run_app(app: typer.Typer) -> None:
         sys.exit(2)
     except click_errors.UsageError as exc:  # an unknown option, a value out of range, a missing one
         where = f" (see {exc.ctx.command_path} --help)" if exc.ctx else ""
-        fail(" ".join(exc.format_message().split()) + where)
+        fail(exc.format_message() + where)
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)

@@ -45,11 +45,16 @@ def read_ca(path: str | os.PathLike[str]) -> bytes:
 
 
 def client_auth(
-    token_file: str | os.PathLike[str] | None = None, tls_ca: str | os.PathLike[str] | None = None
+    token_file: str | os.PathLike[str] | None = None,
+    tls_ca: str | os.PathLike[str] | None = None,
+    *,
+    environment: bool = True,
 ) -> ClientAuth:
-    """The token and CA from the given files, else from $LENSCAL_TOKEN_FILE / $LENSCAL_TLS_CA."""
-    token_file = token_file or os.environ.get(TOKEN_ENV) or None
-    tls_ca = tls_ca or os.environ.get(TLS_CA_ENV) or None
+    """The token and CA from the given files, else (``environment``) from $LENSCAL_TOKEN_FILE
+    and $LENSCAL_TLS_CA."""
+    if environment:
+        token_file = token_file or os.environ.get(TOKEN_ENV) or None
+        tls_ca = tls_ca or os.environ.get(TLS_CA_ENV) or None
     return ClientAuth(
         token=read_token(token_file) if token_file else None,
         root_certificates=read_ca(tls_ca) if tls_ca else None,
