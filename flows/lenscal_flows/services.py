@@ -70,6 +70,8 @@ def service_endpoints(settings: FlowSettings, model: str | list[str] | None) -> 
 @contextlib.contextmanager
 def clients(endpoints: Endpoints) -> Iterator[tuple[Scorer, Injector]]:
     with endpoints.scorer_client() as scorer, endpoints.injector_client() as injector:
-        scorer.wait_ready(timeout_s=300)
-        injector.wait_ready(timeout_s=300)
+        # Configured services may be (re)starting (a compose stack, a rolling restart): a flow
+        # waits for them as long as for their health, and its task retries do the rest.
+        scorer.wait_ready(timeout_s=300, connect_timeout_s=300)
+        injector.wait_ready(timeout_s=300, connect_timeout_s=300)
         yield scorer, injector

@@ -11,17 +11,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+from lenscal.lifeline import watch_exit
 
 
 def _stop(child: subprocess.Popen[bytes], grace_s: float = 20.0) -> int:
@@ -40,13 +32,13 @@ def main(argv: list[str]) -> int:
         return 2
     parent = int(argv[0])
     child = subprocess.Popen(argv[2:], start_new_session=True)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
-    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    watch_exit(parent, stopping.set)  # a pidfd: woken the moment the parent exits
     while child.poll() is None:
-        if stopping or not _alive(parent):
+        if stopping.wait(0.2):
             return _stop(child)
-        time.sleep(0.5)
     return child.returncode
 
 

@@ -12,6 +12,7 @@ from lenscal.logs import configure_logging
 from lenscal.rpc.auth import BearerTokenInterceptor, read_token, server_credentials
 from lenscal.rpc.server import (
     Admission,
+    add_service,
     build_server,
     cap_malloc_arenas,
     mark_serving,
@@ -19,7 +20,7 @@ from lenscal.rpc.server import (
     start_metrics,
 )
 from lenscal_injector.servicer import SERVICE_NAME, InjectorServicer
-from lenscal_pb.injector.v1 import injector_pb2_grpc
+from lenscal_pb.injector.v1 import injector_pb2
 
 log = logging.getLogger("lenscal.injector")
 
@@ -42,8 +43,7 @@ def serve(
     servicer = InjectorServicer(core, admission)
 
     def add(server: grpc.Server) -> list[str]:
-        injector_pb2_grpc.add_InjectorServicer_to_server(servicer, server)
-        return [SERVICE_NAME]
+        return [add_service(server, servicer, injector_pb2, "Injector")]
 
     server, health_servicer, bound = build_server(
         add,

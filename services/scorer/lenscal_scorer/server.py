@@ -19,6 +19,7 @@ from lenscal.logs import configure_logging
 from lenscal.rpc.auth import BearerTokenInterceptor, read_token, server_credentials
 from lenscal.rpc.server import (
     Admission,
+    add_service,
     build_server,
     cap_malloc_arenas,
     mark_serving,
@@ -26,7 +27,7 @@ from lenscal.rpc.server import (
     start_metrics,
 )
 from lenscal.scoring.local import load_core, model_names
-from lenscal_pb.scorer.v1 import scorer_pb2_grpc
+from lenscal_pb.scorer.v1 import scorer_pb2
 from lenscal_scorer.servicer import SERVICE_NAME, ScorerServicer, observe_batch
 
 log = logging.getLogger("lenscal.scorer")
@@ -103,8 +104,7 @@ def _serve_one(options: ScorerOptions, index: int) -> None:
     servicer = ScorerServicer(core, admission, stream_idle_timeout_s=options.stream_idle_timeout_s)
 
     def add(server: grpc.Server) -> list[str]:
-        scorer_pb2_grpc.add_ScorerServicer_to_server(servicer, server)
-        return [SERVICE_NAME]
+        return [add_service(server, servicer, scorer_pb2, "Scorer")]
 
     interceptors = [BearerTokenInterceptor(read_token(options.token_file))] if options.token_file else []
     server, health_servicer, bound = build_server(

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from lenscal.errors import NotReadyError
 from lenscal.preprocess_spec import PreprocessOverride
 from lenscal.rpc.arrays import decode_batch
-from lenscal.rpc.server import Admission
+from lenscal.rpc.server import Admission, seconds_left
 from lenscal.rpc.status import rpc_errors, rpc_stream_errors, status_for
 from lenscal.scoring.api import ModelInfo, sigmoid
 from lenscal.scoring.batcher import deadline_from
@@ -69,7 +69,10 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
     ) -> scorer_pb2.ScoreResponse:
         with self.admission.enter("unary"):
             submission, ids = self._submit(request, context)
-            context.add_callback(submission.future.cancel)
+            # False: the call already ended (the client left while it was decoded); its work
+            # is dropped now, before any compute, instead of when a batch reaches it.
+            if not context.add_callback(submission.future.cancel):
+                submission.future.cancel()
             return self._reply(submission, ids, request, context, "Score")
 
     @rpc_stream_errors
@@ -86,6 +89,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         pending: queue.Queue[Any] = queue.Queue(maxsize=STREAM_WINDOW)
         stop = threading.Event()
         done = object()
+        accepted = _Accepted()
 
         def offer(item: Any) -> bool:
             while not stop.is_set():
@@ -102,6 +106,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
                     if stop.is_set():
                         return
                     item = (request, *self._submit(request, context))
+                    accepted.add(item[1])
                     if not offer(item):
                         item[1].future.cancel()
                         return
@@ -109,7 +114,12 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
                 offer(exc)
             offer(done)
 
-        context.add_callback(stop.set)  # the client left or its deadline passed
+        def end() -> None:  # the client left or its deadline passed: drop its work at once
+            stop.set()
+            accepted.cancel_all()
+
+        if not context.add_callback(end):
+            end()
         threading.Thread(target=read, name="lenscal-stream-reader", daemon=True).start()
         last_activity = time.monotonic()
         try:
@@ -133,10 +143,13 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
                 if isinstance(item, Exception):
                     raise item
                 request, submission, ids = item
-                yield self._reply(submission, ids, request, context, "ScoreStream")
+                reply = self._reply(submission, ids, request, context, "ScoreStream")
+                accepted.discard(submission)
+                yield reply
                 last_activity = time.monotonic()
         finally:
             stop.set()
+            accepted.cancel_all()
             while True:  # whatever was accepted but not answered is dropped before compute
                 try:
                     left = pending.get_nowait()
@@ -170,7 +183,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
             preprocessed=request.preprocessed,
             override=override_from_proto(request),
             return_embeddings=request.return_embeddings,
-            deadline=deadline_from(context.time_remaining()),
+            deadline=deadline_from(seconds_left(context)),
         )
         QUEUE_DEPTH.set(self.core.queued)
         return submission, ids
@@ -184,7 +197,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         rpc: str,
     ) -> scorer_pb2.ScoreResponse:
         try:
-            logits, embeddings = submission.future.result(timeout=context.time_remaining())
+            logits, embeddings = submission.future.result(timeout=seconds_left(context))
         except concurrent.futures.TimeoutError:
             submission.future.cancel()
             REQUESTS.labels(rpc, "DEADLINE_EXCEEDED").inc()
@@ -209,6 +222,29 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
             response.embeddings = np.ascontiguousarray(embeddings, dtype="<f4").tobytes()
             response.embedding_dim = embeddings.shape[1]
         return response
+
+
+class _Accepted:
+    """A stream's submissions not yet answered, so the end of the call cancels all of them at
+    once (from gRPC's callback thread) instead of one by one as the handler gets to them."""
+
+    def __init__(self) -> None:
+        self._items: set[concurrent.futures.Future[Any]] = set()
+        self._lock = threading.Lock()
+
+    def add(self, submission: Submission) -> None:
+        with self._lock:
+            self._items.add(submission.future)
+
+    def discard(self, submission: Submission) -> None:
+        with self._lock:
+            self._items.discard(submission.future)
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            items, self._items = self._items, set()
+        for future in items:
+            future.cancel()
 
 
 def override_from_proto(request: scorer_pb2.ScoreRequest) -> PreprocessOverride | None:

@@ -66,7 +66,7 @@ class LocalInjector:
             )
         return concat_results(results)
 
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
+    def wait_ready(self, timeout_s: float = 60.0, connect_timeout_s: float | None = None) -> None:
         """Ready at once."""
 
     def close(self) -> None:

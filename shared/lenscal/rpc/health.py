@@ -23,10 +23,19 @@ def connect_timeout_s() -> float:
         return CONNECT_TIMEOUT_S
 
 
-def wait_serving(channel: grpc.Channel, endpoint: str, deadline: float, what: str = "service") -> None:
-    """Connect within the connect timeout (else UnreachableError, one line), then poll health
-    until SERVING by ``deadline`` (a time.monotonic() value; else NotReadyError)."""
-    limit = max(0.0, min(deadline - time.monotonic(), connect_timeout_s()))
+def wait_serving(
+    channel: grpc.Channel,
+    endpoint: str,
+    deadline: float,
+    what: str = "service",
+    connect_within_s: float | None = None,
+) -> None:
+    """Connect within ``connect_within_s`` (default: the connect timeout; else
+    UnreachableError, one line), then poll health until SERVING by ``deadline`` (a
+    time.monotonic() value; else NotReadyError). Callers that start the service themselves,
+    or wait for one being restarted, give a longer connect wait."""
+    within = connect_timeout_s() if connect_within_s is None else connect_within_s
+    limit = max(0.0, min(deadline - time.monotonic(), within))
     try:
         grpc.channel_ready_future(channel).result(timeout=limit)
     except grpc.FutureTimeoutError:

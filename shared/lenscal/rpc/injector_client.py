@@ -53,9 +53,9 @@ class GrpcInjector:
             self.channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
         self.stub = injector_pb2_grpc.InjectorStub(self.channel)
 
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
+    def wait_ready(self, timeout_s: float = 60.0, connect_timeout_s: float | None = None) -> None:
         """Block until the server's health check says SERVING."""
-        wait_serving(self.channel, self.endpoint, time.monotonic() + timeout_s, "injector")
+        wait_serving(self.channel, self.endpoint, time.monotonic() + timeout_s, "injector", connect_timeout_s)
 
     def render(
         self, params: ArcParams, *, size: int = 101, options: RenderOptions | None = None

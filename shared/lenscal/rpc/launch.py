@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from lenscal.rpc.server import PARENT_ENV
+from lenscal.lifeline import PARENT_ENV
 
 _LISTENING = re.compile(r"listening on (\S+:\d+)")
 

@@ -112,11 +112,11 @@ class GrpcScorer:
                 delay = min(delay * 2, 5.0)
         raise AssertionError("unreachable")
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
+    def wait_ready(self, timeout_s: float = 120.0, connect_timeout_s: float | None = None) -> None:
         deadline = time.monotonic() + timeout_s
         per_endpoint = max(1, len(self._channels) // len(self.endpoints))
         for channel, endpoint in zip(self._channels[::per_endpoint], self.endpoints, strict=False):
-            wait_serving(channel, endpoint, deadline, "scorer")
+            wait_serving(channel, endpoint, deadline, "scorer", connect_timeout_s)
 
     def model_info(self, model: str = "") -> list[ModelInfo]:
         with as_lenscal_errors():

@@ -16,16 +16,24 @@ own slice of the results, in order.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
-from concurrent.futures import Future
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from lenscal.errors import NotReadyError, OverloadedError, RequestError
+
+log = logging.getLogger("lenscal.scoring")
+
+#: Seconds of compute per slice of a batch on a slow device (see MicroBatcher._loop).
+SLICE_S = 0.25
+MIN_SLICE = 16
 
 Runner = Callable[[Hashable, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
@@ -102,7 +110,20 @@ class MicroBatcher:
             self._pieces.extend(pieces)
             self._queued += n
             self._cond.notify()
+        # A bound method, not a closure over the request: a future outlives its call in gRPC's
+        # bookkeeping, and must not keep the request's cutouts alive with it.
+        request.future.add_done_callback(self._forget)
         return request.future
+
+    def _forget(self, future: Future[Any]) -> None:
+        """A cancelled request leaves the queue at once: its cutouts are freed and count
+        against the queue limit no longer, and no batch waits for them."""
+        if not future.cancelled():
+            return
+        with self._cond:
+            kept = deque(p for p in self._pieces if p.request.future is not future)
+            self._queued -= sum(p.stop - p.start for p in self._pieces if p.request.future is future)
+            self._pieces = kept
 
     def drain_time_s(self) -> float:
         """Seconds the waiting cutouts take at the measured rate (0.05-10 s; 0.5 s unmeasured)."""
@@ -119,19 +140,23 @@ class MicroBatcher:
 
     def _take_batch(self) -> list[_Piece] | None:
         with self._cond:
-            while not self._pieces:
-                if self._closed:
-                    return None
-                self._cond.wait()
-            first_arrival = time.monotonic()
             while True:
-                size = sum(
-                    p.stop - p.start for p in self._pieces if p.request.key == self._pieces[0].request.key
-                )
-                remaining = self.wait_s - (time.monotonic() - first_arrival)
-                if size >= self.max_batch_size or remaining <= 0 or self._closed:
+                while not self._pieces:
+                    if self._closed:
+                        return None
+                    self._cond.wait()
+                first_arrival = time.monotonic()
+                # While this waits for the batch to fill, cancelled requests may leave the
+                # queue (MicroBatcher._forget), down to none: then wait for work again.
+                while self._pieces:
+                    key = self._pieces[0].request.key
+                    size = sum(p.stop - p.start for p in self._pieces if p.request.key == key)
+                    remaining = self.wait_s - (time.monotonic() - first_arrival)
+                    if size >= self.max_batch_size or remaining <= 0 or self._closed:
+                        break
+                    self._cond.wait(remaining)
+                if self._pieces:
                     break
-                self._cond.wait(remaining)
             key = self._pieces[0].request.key
             batch: list[_Piece] = []
             total = 0
@@ -150,60 +175,83 @@ class MicroBatcher:
 
     def _loop(self) -> None:
         while True:
-            batch = self._take_batch()
-            if batch is None:
-                return
-            now = time.monotonic()
-            live: list[_Piece] = []
-            for piece in batch:
-                request = piece.request
-                if request.future.cancelled() or request.future.done():
-                    continue  # client gone, or an earlier piece already failed
-                if request.deadline is not None and now > request.deadline:
-                    request.future.set_exception(TimeoutError("deadline passed while queued"))
-                    continue
-                live.append(piece)
-            if not live:
-                continue
-            cutouts = np.concatenate([p.request.cutouts[p.start : p.stop] for p in live])
-            started = time.monotonic()
             try:
-                logits, embeddings = self._run(live[0].request.key, cutouts)
-            except Exception as exc:
-                for piece in live:
-                    if not piece.request.future.done():
-                        piece.request.future.set_exception(exc)
-                continue
-            finished = time.monotonic()
-            self.stats.batches += 1
-            self.stats.cutouts += len(cutouts)
-            rate = len(cutouts) / max(finished - started, 1e-6)
-            self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
-            if self._on_batch is not None:
-                self._on_batch(len(cutouts), started - now, finished - started)
-            offset = 0
+                if not self._serve_one_batch():
+                    return
+            except Exception:  # a bug here must not leave every later call waiting forever
+                log.exception("micro-batcher: unexpected error; continuing")
+
+    def _serve_one_batch(self) -> bool:
+        """Take one batch and compute it; False once closed and drained."""
+        batch = self._take_batch()
+        if batch is None:
+            return False
+        now = time.monotonic()
+        live = [p for p in batch if self._still_wanted(p.request, now)]
+        del batch  # cancelled pieces are not held while the batch computes
+        # A slow device computes a batch in slices of about SLICE_S, and a slice whose
+        # requests were all cancelled meanwhile is skipped: a fresh call waits behind at
+        # most one slice of abandoned work, not a whole batch (a fast device: one slice).
+        # Materialised first: splitting a piece raises its request's count of pieces, which
+        # must be in place before any part of it is delivered.
+        for group in list(_slices(live, self.slice_size())):
+            group = [p for p in group if self._still_wanted(p.request, time.monotonic())]
+            if group:
+                self._compute(group, now)
+        return True
+
+    def slice_size(self) -> int:
+        """Cutouts computed at once: the whole batch until the rate is measured, then what
+        the device computes in about SLICE_S seconds (at least MIN_SLICE)."""
+        if self._rate is None:
+            return self.max_batch_size
+        return int(min(self.max_batch_size, max(MIN_SLICE, self._rate * SLICE_S)))
+
+    @staticmethod
+    def _still_wanted(request: _Request, now: float) -> bool:
+        if request.future.done():
+            return False  # client gone, or an earlier piece already failed
+        if request.deadline is not None and now > request.deadline:
+            _settle(request.future, exception=TimeoutError("deadline passed while queued"))
+            return False
+        return True
+
+    def _compute(self, live: list[_Piece], taken_at: float) -> None:
+        cutouts = np.concatenate([p.request.cutouts[p.start : p.stop] for p in live])
+        started = time.monotonic()
+        try:
+            logits, embeddings = self._run(live[0].request.key, cutouts)
+        except Exception as exc:
             for piece in live:
-                n = piece.stop - piece.start
-                self._deliver(
-                    piece,
-                    logits[offset : offset + n],
-                    None if embeddings is None else embeddings[offset : offset + n],
-                )
-                offset += n
+                _settle(piece.request.future, exception=exc)
+            return
+        finished = time.monotonic()
+        self.stats.batches += 1
+        self.stats.cutouts += len(cutouts)
+        rate = len(cutouts) / max(finished - started, 1e-6)
+        self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
+        if self._on_batch is not None:
+            self._on_batch(len(cutouts), started - taken_at, finished - started)
+        offset = 0
+        for piece in live:
+            n = piece.stop - piece.start
+            self._deliver(
+                piece,
+                logits[offset : offset + n],
+                None if embeddings is None else embeddings[offset : offset + n],
+            )
+            offset += n
 
     @staticmethod
     def _deliver(piece: _Piece, logits: np.ndarray, embeddings: np.ndarray | None) -> None:
         request = piece.request
         bad = np.flatnonzero(~np.isfinite(logits))
         if bad.size:
-            if not request.future.done():
-                request.future.set_exception(
-                    RequestError(
-                        "batch.data",
-                        f"cutout {piece.start + int(bad[0])} gives a non-finite score (its values overflow "
-                        "after preprocessing)",
-                    )
-                )
+            problem = (
+                f"cutout {piece.start + int(bad[0])} gives a non-finite score (its values overflow after "
+                "preprocessing)"
+            )
+            _settle(request.future, exception=RequestError("batch.data", problem))
             return
         if request.logits is None:
             request.logits = np.empty(len(request.cutouts), dtype=np.float32)
@@ -213,8 +261,45 @@ class MicroBatcher:
         if embeddings is not None and request.embeddings is not None:
             request.embeddings[piece.start : piece.stop] = embeddings
         request.pieces_left -= 1
-        if request.pieces_left == 0 and not request.future.done():
-            request.future.set_result((request.logits, request.embeddings))
+        if request.pieces_left == 0:
+            _settle(request.future, result=(request.logits, request.embeddings))
+
+
+def _slices(pieces: list[_Piece], size: int) -> Iterator[list[_Piece]]:
+    """``pieces`` in groups of at most ``size`` cutouts, splitting a larger piece (its request
+    then waits for one more piece)."""
+    group: list[_Piece] = []
+    total = 0
+    for piece in pieces:
+        start = piece.start
+        while start < piece.stop:
+            stop = min(piece.stop, start + size - total)
+            if start != piece.start or stop != piece.stop:
+                if start == piece.start:
+                    piece.request.pieces_left -= 1  # the whole piece is replaced by its parts
+                piece.request.pieces_left += 1
+            group.append(_Piece(piece.request, start, stop))
+            total += stop - start
+            start = stop
+            if total >= size:
+                yield group
+                group, total = [], 0
+    if group:
+        yield group
+
+
+def _settle(future: Future[Any], *, result: Any = None, exception: BaseException | None = None) -> None:
+    """Resolve ``future`` unless it is already done: a client may cancel it at any moment,
+    from another thread, between a check and the set (InvalidStateError would end the loop)."""
+    if future.done():
+        return
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass  # cancelled meanwhile
 
 
 def deadline_from(seconds_left: float | None) -> float | None:

@@ -133,7 +133,7 @@ class LocalScorer:
     def model_info(self, model: str = "") -> list[ModelInfo]:
         return self.core.model_info(model)
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
+    def wait_ready(self, timeout_s: float = 120.0, connect_timeout_s: float | None = None) -> None:
         """Loaded models are ready at once."""
 
     def close(self) -> None:
