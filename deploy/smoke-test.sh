@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The container smoke test: build the images, bring the compose stack up, run a tiny
 # diagnostic flow (D05, demo preset) through the containerised Prefect server, worker, scorer
-# and injector, run a training as a Docker work-pool job, check the results, tear down.
+# and injector, run a training as a Docker work-pool job, check the results; then the stack
+# again under the postgres profile (Prefect and the registry on PostgreSQL) with D05 run twice,
+# the database restarted during the second run; tear down.
 #
 #   deploy/smoke-test.sh                 # Docker running, python:3.11-slim pullable
 #   deploy/smoke-test.sh --engine --local-base --local-wheels --host-ca   # what CI runs
@@ -44,7 +46,8 @@ cleanup() {
   set +e
   if [ -n "${STACK_UP:-}" ]; then
     if [ "$status" -ne 0 ]; then timeout 60 "${COMPOSE[@]}" logs --tail 60; fi
-    timeout 120 "${COMPOSE[@]}" --profile tools --profile onnx down --volumes --remove-orphans
+    timeout 120 "${COMPOSE[@]}" --profile tools --profile onnx --profile postgres down --volumes \
+      --remove-orphans
   fi
   for pid in "${SERVER_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   rm -f deploy/certs/host-ca.crt
@@ -106,7 +109,7 @@ fi
 
 # 4. images
 step "building images"
-for target in scorer-onnx scorer worker injector trainer; do
+for target in scorer-onnx scorer worker injector trainer postgres; do
   timeout 1800 docker build --network host -q -f deploy/Dockerfile --target "$target" \
     "${BUILD_ARGS[@]}" -t "lenscal/$target:latest" . >/dev/null
   step "  lenscal/$target: $(docker image inspect -f '{{.Size}}' "lenscal/$target:latest" \
@@ -175,4 +178,41 @@ best = pathlib.Path(record.results_path) / "best"
 assert (best / "model.raw.onnx").is_file(), sorted(best.iterdir())
 print(f"demo_resnet: {record.status} in a trainer container -> {best}")
 EOF
+# 10. the postgres profile: Prefect and the registry on PostgreSQL (Debian's package, built here)
+PG=(--profile postgres --env-file deploy/postgres.env)
+step "the postgres profile: the stack again with Prefect and the registry on PostgreSQL"
+timeout 300 "${COMPOSE[@]}" --profile onnx down --remove-orphans  # the data volumes stay
+timeout 600 "${COMPOSE[@]}" "${PG[@]}" up -d --wait --wait-timeout 480
+timeout 1200 "${COMPOSE[@]}" "${PG[@]}" exec -T worker lenscal run D05 --param preset=demo --watch \
+  --timeout-s 1100
+check_registry() {
+  timeout 120 "${COMPOSE[@]}" "${PG[@]}" exec -T worker python - <<'EOF_PY'
+import os, re
+from lenscal.registry.store import Registry
+assert os.environ["LENSCAL_REGISTRY_URL"].startswith("postgresql"), os.environ["LENSCAL_REGISTRY_URL"]
+runs = [r for r in Registry().records(kind="diagnostic") if re.fullmatch(r"D05_\d{8}_demo", r.id)]
+assert runs and runs[-1].status == "Complete", [(r.id, r.status) for r in runs]
+print(f"{runs[-1].id}: {runs[-1].status} in the PostgreSQL registry")
+EOF_PY
+}
+check_registry
+
+# 11. the database restarts while a run is under way: the run waits for it and completes
+step "D05 again (restart=true) with the database restarted mid-run"
+timeout 60 "${COMPOSE[@]}" "${PG[@]}" exec -T worker touch /results/.smoke-second-run
+timeout 1200 "${COMPOSE[@]}" "${PG[@]}" exec -T worker lenscal run D05 --param preset=demo \
+  --param restart=true --watch --timeout-s 1100 &
+RUN_PID=$!
+for _ in $(seq 600); do  # until the run has begun its steps (a step directory exists)
+  if timeout 30 "${COMPOSE[@]}" "${PG[@]}" exec -T worker sh -c \
+      'find /results -path "*D05_*_demo/*/step.json" -newer /results/.smoke-second-run | grep -q .'; then
+    break
+  fi
+  kill -0 "$RUN_PID" 2>/dev/null || break
+  sleep 1
+done
+timeout 180 "${COMPOSE[@]}" "${PG[@]}" restart postgres
+step "  postgres restarted; waiting for the run"
+wait "$RUN_PID"
+check_registry
 step "smoke test passed"

@@ -3,6 +3,7 @@ on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import uuid
 from collections.abc import Iterator
@@ -72,3 +73,74 @@ def test_postgresql_concurrent_writers(postgres_url: str) -> None:
     registry = _hammer(postgres_url)
     _check(registry)
     registry.engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_database_that_goes_away_and_comes_back_is_waited_for(postgres_url: str) -> None:
+    """The registry's server restarts while a run records: its open connections die and new
+    ones are refused for a while. The run's next write waits for the server (as in the
+    compose smoke test, which restarts the PostgreSQL container mid-run) instead of failing;
+    a wrong database fails at once."""
+    import socket
+    import threading
+    import time
+
+    import sqlalchemy.exc
+
+    from lenscal.registry.store import Registry
+
+    with socket.socket() as s:  # a port for a relay to the real server, down for a while
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    stop = threading.Event()
+    listening = threading.Event()
+    live: list[socket.socket] = []
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        for sock in (a, b):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def relay() -> None:
+        with socket.create_server(("127.0.0.1", port)) as server:
+            server.settimeout(0.2)
+            listening.set()
+            while not stop.is_set():
+                try:
+                    client, _ = server.accept()
+                except TimeoutError:
+                    continue
+                upstream = socket.create_connection(("127.0.0.1", 5432))
+                live.extend((client, upstream))
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    first = threading.Thread(target=relay, daemon=True)
+    first.start()
+    listening.wait(10)
+    registry = Registry(url)
+    registry.add("injection_model", "IM1")
+    stop.set()  # "the server restarts": connections cut, new ones refused
+    first.join(10)
+    for sock in live:
+        with contextlib.suppress(OSError):
+            sock.close()
+    stop.clear()
+    listening.clear()
+    back = threading.Timer(3.0, relay)  # back after 3 s
+    back.start()
+    started = time.monotonic()
+    registry.add("injection_model", "IM2")  # waits for the server instead of failing
+    assert time.monotonic() - started >= 2.5
+    assert {r.id for r in registry.records()} >= {"IM1", "IM2"}
+    stop.set()
+    wrong = postgres_url.rsplit("/", 1)[0] + "/no_such_database"
+    started = time.monotonic()
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="does not exist"):
+        Registry(wrong)
+    assert time.monotonic() - started < 10  # not retried: it will not come back

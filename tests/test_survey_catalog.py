@@ -123,7 +123,7 @@ def test_memory_stays_flat_as_the_survey_grows(world: dict[str, Path], tmp_path:
     from lenscal.data.ingest import ingest
 
     peaks = {}
-    small, large = 400, 3400
+    small, large = 1200, 3200  # past the first few parts' warm-up (~100 MB by 1,000 cutouts)
     for n in (small, large):
         manifest = make_toy_cutouts(tmp_path / f"toy{n}", n, seed=n)
         ingest(manifest, tmp_path / f"shards{n}", dtype="float16", progress=False)
@@ -135,10 +135,11 @@ def test_memory_stays_flat_as_the_survey_grows(world: dict[str, Path], tmp_path:
         assert len(pd.read_parquet(tmp_path / f"c{n}" / "parts")) == n
     # Bounded per cutout, not by a fixed margin (which a loaded machine's timing crossed): a
     # run that held the survey would grow by a whole cutout per cutout (61 KB as float16,
-    # 122 KB as float32); allocator noise is far below half of one.
+    # 122 KB as float32); measured here ~5 kB per cutout between 1,200 and 4,000 (and
+    # +4 MB from 3,400 to 6,400), allocator noise.
     cutout_kb = 3 * 101 * 101 * 2 / 1024
     growth_kb = (peaks[large] - peaks[small]) * 1024 / (large - small)
-    assert growth_kb < cutout_kb / 2, (peaks, f"{growth_kb:.1f} kB per cutout")
+    assert growth_kb < cutout_kb / 4, (peaks, f"{growth_kb:.1f} kB per cutout")
 
 
 def _info(name: str) -> ModelInfo:

@@ -10,6 +10,7 @@ timeout instead of failing mid-transaction.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ def make_engine(url: str) -> Engine:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]  # psycopg 3 unless a driver is named
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        server = create_engine(url, pool_pre_ping=True)  # a restarted server's dead connections
+        _reconnect_patiently(server)
+        return server
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         Path(url[len("sqlite:///") :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 120})
@@ -49,6 +52,43 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+#: Seconds a new connection keeps trying while the database server is down (a restart).
+RECONNECT_S = 90.0
+
+
+def _reconnect_patiently(engine: Engine) -> None:
+    """New connections retry for RECONNECT_S while the server refuses them, so a run that
+    touches the registry while the database restarts waits for it instead of failing."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        deadline = time.monotonic() + RECONNECT_S
+        delay = 0.5
+        while True:
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as exc:
+                if not _restarting(exc) or time.monotonic() > deadline:
+                    raise  # a wrong host, database or password fails at once
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+def _restarting(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(
+        sign in text
+        for sign in (
+            "connection refused",
+            "the database system is starting up",
+            "the database system is shutting down",
+            "the database system is in recovery mode",
+            "terminating connection due to administrator command",
+            "server closed the connection unexpectedly",
+        )
+    )
 
 
 def migrate(engine: Engine) -> None:
