@@ -336,6 +336,70 @@ def test_kill_9_of_the_flow_mid_grid_then_rerun_scores_every_injection_once(
     assert len(table) == 27 * 12 and table["number"].is_unique
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_killed_lenscal_run_leaves_no_server_worker_or_service(
+    world: dict[str, Path], tmp_path: Path
+) -> None:
+    """`lenscal run` without PREFECT_API_URL starts a Prefect server and worker (supervised),
+    whose flow run starts a scorer and an injector. kill -9 of `lenscal run` mid-run: every
+    process of that tree ends (found by process tree, waited for with a generous deadline)."""
+    env = _env(world, LENSCAL_RESULTS=str(tmp_path / "results"))
+    env.pop("PREFECT_API_URL", None)
+    run = subprocess.Popen(
+        [*LENSCAL, "run", "D05", "--param", "preset=demo", "--param", f"out={tmp_path / 'd05'}", "--watch"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 600
+    tree: set[int] = set()
+    while time.monotonic() < deadline and run.poll() is None:
+        tree = _descendants(run.pid)
+        if any(_environ_has(Path(f"/proc/{p}"), f"LENSCAL_EXIT_WITH_PID={q}") for p in tree for q in tree):
+            break  # the flow run has started its services: server, worker, flow, services all up
+        time.sleep(0.2)
+    assert run.poll() is None, "the run ended before its services started"
+    tree = _descendants(run.pid)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    killed_at = time.monotonic()
+    while time.monotonic() - killed_at < 180 and any(_alive(p) for p in tree):
+        time.sleep(0.2)
+    left = [_cmdline(p) for p in tree if _alive(p)]
+    assert not left, f"outlived the killed run by 180 s: {left}"
+
+
+def _descendants(pid: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                parents[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return "?"
+
+
 def _services_of(pid: int) -> list[Path]:
     """Live processes started with LENSCAL_EXIT_WITH_PID=pid (zombies are gone already)."""
     found = []

@@ -32,6 +32,20 @@ def submit(full_name: str, parameters: dict[str, Any]) -> Any:
     return run_deployment(full_name, parameters=parameters, timeout=0)
 
 
+#: Seconds a watch rides out an unavailable Prefect API (a server or database restarting).
+API_OUTAGE_S = 300.0
+
+
+def _transient_api_error(exc: Exception) -> bool:
+    """A connection failure or a 5xx answer: the server (or its database) is restarting."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code >= 500
+
+
 def watch(
     flow_run_id: Any, *, echo: Any = print, poll_s: float = 2.0, timeout_s: float | None = None
 ) -> tuple[str, Any]:
@@ -44,13 +58,29 @@ def watch(
         seen_state, seen_logs = None, 0
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         async with get_client() as client:
+            outage_since: float | None = None
             while True:
-                run = await client.read_flow_run(flow_run_id)
-                logs = await client.read_logs(
-                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
-                    sort=LogSort.TIMESTAMP_ASC,
-                    offset=seen_logs,
-                )
+                try:
+                    run = await client.read_flow_run(flow_run_id)
+                    logs = await client.read_logs(
+                        log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                        sort=LogSort.TIMESTAMP_ASC,
+                        offset=seen_logs,
+                    )
+                except Exception as exc:  # the API down for a while (its database restarting)
+                    if not _transient_api_error(exc):
+                        raise
+                    now = time.monotonic()
+                    if outage_since is None:
+                        outage_since = now
+                        echo(f"Prefect API unavailable ({type(exc).__name__}); still watching")
+                    if now - outage_since > API_OUTAGE_S:
+                        raise
+                    await asyncio.sleep(poll_s)
+                    continue
+                if outage_since is not None:
+                    echo("Prefect API back")
+                    outage_since = None
                 for entry in logs:  # first lines only: a traceback is in the run's log, and below
                     echo(f"  | {entry.message.splitlines()[0] if entry.message else ''}")
                 seen_logs += len(logs)
