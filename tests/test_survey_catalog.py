@@ -6,6 +6,7 @@ known answer and on the mock survey, and the capacity planner against hand-compu
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -113,7 +114,12 @@ def _peak_rss_mb(command: list[str]) -> float:
         "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if r.returncode == 0 else -1)"
     )
-    run = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=600)
+    # Two malloc arenas: how many glibc makes depends on which threads happen to contend (a
+    # loaded machine makes more), a difference of tens of MB between two runs of one size.
+    env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
+    run = subprocess.run(
+        [sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=600, env=env
+    )
     kb = float(run.stdout.strip().splitlines()[-1])
     assert kb > 0, run.stderr
     return kb / 1024
@@ -135,11 +141,12 @@ def test_memory_stays_flat_as_the_survey_grows(world: dict[str, Path], tmp_path:
         assert len(pd.read_parquet(tmp_path / f"c{n}" / "parts")) == n
     # Bounded per cutout, not by a fixed margin (which a loaded machine's timing crossed): a
     # run that held the survey would grow by a whole cutout per cutout (61 KB as float16,
-    # 122 KB as float32); measured here ~5 kB per cutout between 1,200 and 4,000 (and
-    # +4 MB from 3,400 to 6,400), allocator noise.
+    # 122 KB as float32); measured here 5 kB per cutout between 1,200 and 4,000 on a quiet
+    # machine (+4 MB from 3,400 to 6,400) and up to 19 kB with two busy loops beside it:
+    # allocator and kernel-cache noise, not data.
     cutout_kb = 3 * 101 * 101 * 2 / 1024
     growth_kb = (peaks[large] - peaks[small]) * 1024 / (large - small)
-    assert growth_kb < cutout_kb / 4, (peaks, f"{growth_kb:.1f} kB per cutout")
+    assert growth_kb < cutout_kb / 2, (peaks, f"{growth_kb:.1f} kB per cutout")
 
 
 def _info(name: str) -> ModelInfo:
