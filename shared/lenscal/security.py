@@ -23,7 +23,8 @@ class ClientAuth:
     root_certificates: bytes | None = None  # PEM; None: plain TCP
 
 
-def _read(path: str | os.PathLike[str], what: str) -> bytes:
+def read_secret_file(path: str | os.PathLike[str], what: str) -> bytes:
+    """The bytes of a credential file; one line naming it when it cannot be read."""
     try:
         return Path(path).read_bytes()
     except OSError as exc:
@@ -31,14 +32,14 @@ def _read(path: str | os.PathLike[str], what: str) -> bytes:
 
 
 def read_token(path: str | os.PathLike[str]) -> str:
-    token = _read(path, "token file").decode("utf-8", "replace").strip()
+    token = read_secret_file(path, "token file").decode("utf-8", "replace").strip()
     if not token:
         raise LenscalError(f"token file {path}: empty")
     return token
 
 
 def read_ca(path: str | os.PathLike[str]) -> bytes:
-    data = _read(path, "TLS CA file")
+    data = read_secret_file(path, "TLS CA file")
     if PEM_CERTIFICATE not in data:
         raise LenscalError(f"TLS CA file {path}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)")
     return data

@@ -11,18 +11,11 @@ import grpc
 
 from lenscal.errors import LenscalError, UnauthenticatedError
 from lenscal.rpc.status import status_for
-from lenscal.security import read_token
+from lenscal.security import read_secret_file, read_token
 
 __all__ = ["BearerTokenInterceptor", "read_token", "server_credentials", "token_metadata"]
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
-
-
-def read_server_file(path: str | Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise LenscalError(f"{what} {path}: cannot read it ({exc.strerror})") from None
 
 
 def server_credentials(cert: str | Path | None, key: str | Path | None) -> grpc.ServerCredentials | None:
@@ -31,7 +24,7 @@ def server_credentials(cert: str | Path | None, key: str | Path | None) -> grpc.
         return None
     if not (cert and key):
         raise LenscalError("TLS needs both --tls-cert and --tls-key")
-    pair = (read_server_file(key, "--tls-key"), read_server_file(cert, "--tls-cert"))
+    pair = (read_secret_file(key, "--tls-key"), read_secret_file(cert, "--tls-cert"))
     return grpc.ssl_server_credentials([pair])
 
 
