@@ -140,14 +140,9 @@ def test_fpr_thresholds_say_what_they_rest_on() -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lenscal.preprocess import PreprocessSpec
+    from .worlds import grid_world
 
-    from .worlds import mock_shards, small_bundle
-
-    root = tmp_path_factory.mktemp("grid")
-    mock_shards(root, n=300)
-    small_bundle(root / "resnet-gen9", PreprocessSpec(clip_range=3.0))
-    return root
+    return grid_world(tmp_path_factory.mktemp("grid"))
 
 
 def _run(world: Path, out: Path, scorer: object, injector: object, **kw: object):  # type: ignore[no-untyped-def]

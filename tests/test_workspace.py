@@ -31,14 +31,9 @@ def _frame(n: int, offset: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lenscal.preprocess import PreprocessSpec
+    from .worlds import grid_world
 
-    from .worlds import mock_shards, small_bundle
-
-    root = tmp_path_factory.mktemp("workspace")
-    mock_shards(root, n=300)
-    small_bundle(root / "finder", PreprocessSpec(clip_range=3.0))
-    return root
+    return grid_world(tmp_path_factory.mktemp("workspace"), bundle="finder")
 
 
 def test_a_committed_part_is_reused_only_while_intact(tmp_path: Path) -> None:

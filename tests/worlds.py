@@ -38,3 +38,10 @@ def small_bundle(directory: Path, spec: PreprocessSpec | None = None, run_id: st
     )
     export_onnx(bundle)
     return bundle
+
+
+def grid_world(root: Path, bundle: str = "resnet-gen9") -> Path:
+    """What the grid tests run in: 300 mock hosts in shards and a clip-3 bundle ``root/bundle``."""
+    mock_shards(root, n=300)
+    small_bundle(root / bundle, PreprocessSpec(clip_range=3.0))
+    return root

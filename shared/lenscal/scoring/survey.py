@@ -312,15 +312,9 @@ def score_survey(
     plan = make_plan(scorer, reader, models=models, meta=meta, split=split, part_rows=part_rows)
     with run_lock(out, "survey scoring"):
         open_catalog(out, plan)
+        # score_parts skips the parts already committed intact (one check per part)
         score_parts(
-            scorer,
-            reader,
-            out,
-            plan,
-            pending_parts(out, plan),
-            meta=meta,
-            read_rows=read_rows,
-            progress=progress,
+            scorer, reader, out, plan, range(plan.parts), meta=meta, read_rows=read_rows, progress=progress
         )
         summary = finish_catalog(out, plan)
         column = rank_by or rank_column(plan)
@@ -331,19 +325,22 @@ def score_survey(
 def finish_catalog(out: str | Path, plan: CatalogPlan) -> dict[str, Any]:
     """Check every part is there and no row repeats; mark the catalogue complete."""
     out = Path(out)
-    missing = pending_parts(out, plan)
-    if missing:
-        raise LenscalError(f"{out}: {len(missing)} part(s) not scored yet, e.g. {missing[:5]}")
-    n, previous = 0, -1
     store, expected = catalog_parts(out, plan), expected_rows(plan) or {}
-    for k in range(plan.parts):
-        rows = store.read(k, expected.get(k), columns=["row"])["row"].to_numpy()
+    n, previous, missing = 0, -1, []
+    for k in range(plan.parts):  # streamed, each part verified once as it is read
+        try:
+            rows = store.read(k, expected.get(k), columns=["row"])["row"].to_numpy()
+        except LenscalError:
+            missing.append(k)
+            continue
         if rows.size and (rows[0] <= previous or (np.diff(rows) <= 0).any()):
             raise LenscalError(f"{part_path(out, k)}: rows out of order or repeated (a stale part?)")
         if rows.size and not (k * plan.part_rows <= rows[0] and rows[-1] < (k + 1) * plan.part_rows):
             raise LenscalError(f"{part_path(out, k)}: holds rows of another part (a stale part?)")
         previous = int(rows[-1]) if rows.size else previous
         n += rows.size
+    if missing:
+        raise LenscalError(f"{out}: {len(missing)} part(s) not scored yet, e.g. {missing[:5]}")
     if plan.split is None and n != plan.n_rows:
         raise LenscalError(f"{out}: parts hold {n} rows for {plan.n_rows}; rerun with a fresh --out")
     summary = {**plan.identity(), **plan.extra, "complete": True, "rows": n}

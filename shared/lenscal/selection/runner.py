@@ -31,6 +31,7 @@ import pandas as pd
 
 from lenscal import __version__
 from lenscal.data.shards import ShardReader
+from lenscal.errors import LenscalError
 from lenscal.fsutil import atomic_path, atomic_write_text
 from lenscal.injection.api import Injector, InjectResult, RenderOptions
 from lenscal.injection.hosts import host_moments, host_pool, host_psf_fwhm
@@ -196,11 +197,6 @@ def finish_grid(
 ) -> GridResult:
     """Once every chunk is committed: the per-injection table, the negatives' scores, the
     thresholds, the tables and the plots."""
-    missing = run.pending()
-    if missing:
-        raise GridError(
-            f"{run.out}: {len(missing)} chunk(s) not scored yet (e.g. {missing[:5]}); score them first"
-        )
     config, out = run.config, run.out
     injections = _assemble(run)
     negatives = _score_negatives(config, run.hosts, scorer, run.model, out, progress)
@@ -364,8 +360,18 @@ def _commit_part(
 
 
 def _assemble(run: GridRun) -> pd.DataFrame:
+    """Every chunk's part, each verified once as it is read (no separate checking pass)."""
     out = run.out
-    frames = [run.parts.read(k, rows=len(chunk)) for k, chunk in enumerate(run.chunks)]
+    frames, missing = [], []
+    for k, chunk in enumerate(run.chunks):
+        try:
+            frames.append(run.parts.read(k, rows=len(chunk)))
+        except LenscalError:
+            missing.append(k)
+    if missing:
+        raise GridError(
+            f"{run.out}: {len(missing)} chunk(s) not scored yet (e.g. {missing[:5]}); score them first"
+        )
     injections = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(injections) and injections["number"].duplicated().any():
         raise GridError(f"{out}: an injection was scored twice (corrupted parts); rerun with --restart")
