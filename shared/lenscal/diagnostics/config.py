@@ -163,5 +163,4 @@ def resolve(
     return resolved
 
 
-def _sha256(value: Any) -> str:
-    return canonical_sha256(value)
+_sha256 = canonical_sha256  # the one definition hash (lenscal.workspace)

@@ -165,5 +165,4 @@ def load_grid(name_or_path: str | Path, **overrides: Any) -> GridConfig:
     return validated(GridConfig, raw, error=GridError, source=str(path))
 
 
-def _sha256(value: Any) -> str:
-    return canonical_sha256(value)
+_sha256 = canonical_sha256  # the one definition hash (lenscal.workspace)
