@@ -13,7 +13,7 @@ Rows (one JSON in bench/out/survey.json, and bench/out/rates-cpu.json for `lensc
 - engine: the in-process engine (ONNX Runtime on model.raw.onnx, preprocessing included) on
   cutouts already in memory: the baseline;
 - read: ShardReader.read_range alone over the survey, one process;
-- survey over gRPC: `lenscal score-survey --endpoint ...` against `lenscal serve scorer`
+- survey over gRPC: `lenscal score-survey --scorer ...` against `lenscal serve scorer`
   (--workers K), cutouts/s and peak RSS of the client and of the server, ratio to the engine;
 - survey in-process: `lenscal score-survey --model ...`, cutouts/s, peak RSS, ratio.
 """
@@ -189,7 +189,7 @@ def main() -> None:
     ) as (endpoint, server):
         seconds, rss = timed(
             [*lenscal, "score-survey", "--shards", str(survey), "--out", str(root / "cat-grpc"),
-             "--endpoint", endpoint, "--streams-per-replica", str(args.streams)]
+             "--scorer", endpoint, "--streams-per-replica", str(args.streams)]
         )  # fmt: skip
         server_rss = _rss_of_tree(server.pid)
     rows["survey_grpc"] = {"seconds": seconds, "cutouts_per_s": args.n / seconds, "client_peak_rss_mb": rss,

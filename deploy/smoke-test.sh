@@ -152,7 +152,7 @@ EOF
 # 8. the torch-free scorer serves the same model: every shard row through both scorers
 step "lenscal score through scorer and scorer-onnx"
 for name in scorer scorer-onnx; do
-  timeout 600 "${COMPOSE[@]}" exec -T worker lenscal score --endpoint "$name:50051" \
+  timeout 600 "${COMPOSE[@]}" exec -T worker lenscal score --scorer "$name:50051" \
     --shards /data/demo/shards --out "/results/smoke/$name.parquet" >/dev/null
 done
 timeout 120 "${COMPOSE[@]}" exec -T worker python - <<'EOF'

@@ -36,13 +36,12 @@ LAYERS = (
         "workspace",
         "lifeline",
         "security",
-        "options",
     },
     {"preprocess", "preprocess_spec", "bundle_files", "stats", "data", "physics"},
     {"models", "injection", "registry"},
     {"scoring", "training", "evaluation", "mock", "selection", "diagnostics"},
     {"rpc"},
-    {"backends", "demo", "cli"},  # composition: chooses implementations, wires commands
+    {"backends", "jobs", "demo", "commands", "cli"},  # composition: implementations, jobs, commands
 )
 GRPC_ROOTS = ("grpc", "grpc_health", "grpc_reflection", "lenscal_pb")
 
@@ -89,8 +88,6 @@ def _layer(module: str) -> int:
     parts = module.split(".")
     if len(parts) == 1:
         return 0  # the package root (version only)
-    if parts[-1] == "cli":
-        return len(LAYERS) - 1  # commands compose whatever they drive
     for index, names in enumerate(LAYERS):
         if parts[1] in names:
             return index

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -132,3 +133,89 @@ def test_demo_is_the_main_job_and_leaves_defaults_behind(
     )
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert summary["diagnostic/D05"] in rerun.stdout
+
+
+# --- one option vocabulary ---------------------------------------------------------------
+
+
+def _leaf_commands() -> dict[str, object]:
+    """Every runnable command of ``lenscal`` by its words (``grid run``), from the click tree."""
+    import typer.main
+
+    found: dict[str, object] = {}
+
+    def walk(command: object, words: list[str]) -> None:
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            for name, sub in subcommands.items():
+                walk(sub, [*words, name])
+        else:
+            found[" ".join(words)] = command
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def _help_options(words: str) -> set[str]:
+    result = runner.invoke(app, [*words.split(), "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    return set(re.findall(r"(--[a-z0-9][a-z0-9-]*)", result.output))
+
+
+#: The commands that score through the Scorer interface, and those that inject.
+SCORING = {"score", "score-survey", "evaluate", "meta fit", "grid run", "diagnose"}
+INJECTING = {"grid run", "grid replay", "diagnose"}
+
+
+def test_every_command_that_scores_or_injects_takes_the_shared_options() -> None:
+    from lenscal.commands.options import INJECTING_OPTIONS, SCORING_OPTIONS
+
+    commands = _leaf_commands()
+    assert SCORING | INJECTING <= set(commands), sorted(commands)
+    missing = {}
+    for words in sorted(commands):
+        options = _help_options(words)
+        # A command that names a scorer or an injector at all takes the whole vocabulary.
+        wanted = set()
+        if words in SCORING or "--scorer" in options:
+            wanted |= set(SCORING_OPTIONS)
+        if words in INJECTING or "--injector" in options:
+            wanted |= set(INJECTING_OPTIONS)
+        if wanted - options:
+            missing[words] = sorted(wanted - options)
+        assert "--endpoint" not in options, f"{words}: --endpoint is a hidden alias now"
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("words", sorted(SCORING))
+def test_scorer_is_repeatable_and_endpoint_is_its_hidden_alias(words: str) -> None:
+    command = _leaf_commands()[words]
+    params = {p.name: p for p in command.params}  # type: ignore[attr-defined]
+    scorer = next(p for p in params.values() if "--scorer" in p.opts)
+    assert scorer.multiple, f"{words}: --scorer must be repeatable"
+    aliases = [p for p in params.values() if "--endpoint" in p.opts]
+    if words in ("score", "score-survey"):  # the commands that spelled it --endpoint before
+        assert len(aliases) == 1
+    for alias in aliases:
+        assert alias.hidden and alias.multiple
+
+
+def test_endpoint_still_works_and_says_it_is_deprecated(tmp_path: Path) -> None:
+    # a closed port: the alias is parsed and used (the run fails to connect, naming the address)
+    run = subprocess.run(
+        [
+            *LENSCAL,
+            "score",
+            "--endpoint",
+            "127.0.0.1:9",
+            "--shards",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "s.pq"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "--endpoint is deprecated; use --scorer" in run.stderr
+    assert run.returncode == 2

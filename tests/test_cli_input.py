@@ -91,10 +91,10 @@ def _bad_inputs(w: Path) -> list[tuple[str, list[str], str]]:
          ["diagnose", "D99", "--hosts", shards, "--out", str(w / "x"), "--model", finder], "D99"),
         ("unknown split", ["score-survey", "--shards", shards, "--model", finder, "--out", str(w / "sv"),
                            "--split", "nosuchsplit"], "nosuchsplit"),
-        ("missing token file", ["score", "--shards", shards, "--endpoint", "127.0.0.1:9", "--token-file",
+        ("missing token file", ["score", "--shards", shards, "--scorer", "127.0.0.1:9", "--token-file",
                                 "/no/token", "--out", str(w / "s.parquet")], "/no/token"),
         ("CA that is no certificate",
-         ["score", "--shards", shards, "--endpoint", "127.0.0.1:9", "--tls-ca", str(w / "a_file"),
+         ["score", "--shards", shards, "--scorer", "127.0.0.1:9", "--tls-ca", str(w / "a_file"),
           "--out", str(w / "s.parquet")], "no PEM certificate"),
         ("port out of range", ["serve", "scorer", "--model", finder, "--port", "70000"], "--port"),
         ("model.json without provenance",
@@ -134,27 +134,27 @@ def test_tls_and_token_from_the_command_line_and_a_flows_clients(world: Path, tm
     env = {**os.environ, "LENSCAL_CONNECT_TIMEOUT_S": "3"}
     with running_service(*serve, "--token-file", str(token)) as (endpoint, _):
         ok = subprocess.run(
-            [*score, "--endpoint", endpoint, "--token-file", str(token), "--tls-ca", str(cert)],
+            [*score, "--scorer", endpoint, "--token-file", str(token), "--tls-ca", str(cert)],
             capture_output=True, text=True, timeout=180, env=env,
         )  # fmt: skip
         assert ok.returncode == 0, ok.stderr
         assert "120 cutouts scored" in ok.stdout
         by_env = subprocess.run(
-            [*score, "--endpoint", endpoint],
+            [*score, "--scorer", endpoint],
             capture_output=True, text=True, timeout=180,
             env={**env, "LENSCAL_TLS_CA": str(cert), "LENSCAL_TOKEN_FILE": str(token)},
         )  # fmt: skip
         assert by_env.returncode == 0, by_env.stderr
         started = time.monotonic()
         no_ca = subprocess.run(
-            [*score, "--endpoint", endpoint, "--token-file", str(token)],
+            [*score, "--scorer", endpoint, "--token-file", str(token)],
             capture_output=True, text=True, timeout=180, env=env,
         )  # fmt: skip
         assert no_ca.returncode == 2 and "no connection within 3 s" in no_ca.stderr, no_ca.stderr
         assert len(no_ca.stderr.strip().splitlines()) == 1
         assert time.monotonic() - started < 60  # the connect deadline, not the 120 s call timeout
         no_token = subprocess.run(
-            [*score, "--endpoint", endpoint, "--tls-ca", str(cert)],
+            [*score, "--scorer", endpoint, "--tls-ca", str(cert)],
             capture_output=True, text=True, timeout=180, env=env,
         )  # fmt: skip
         assert no_token.returncode == 2 and "bearer token" in no_token.stderr, no_token.stderr

@@ -3,15 +3,12 @@ rerun of the same run), retries on transient service errors, Prefect artifacts."
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from lenscal.errors import NotReadyError, OverloadedError
-from lenscal.registry.ids import results_dir_name
 
 #: Prefect task retries for service outages longer than the clients' own retry budget.
 TASK_RETRIES = 4
@@ -29,31 +26,6 @@ def transient(_task: Any, _task_run: Any, state: Any) -> bool:
     except BaseException:
         return False
     return False
-
-
-def describe_slug(text: str, fallback: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    slug = "_".join(slug.split("_")[:6])
-    return slug or fallback
-
-
-def results_directory(
-    root: str | Path, run_id: str, description: str, same_run: Callable[[Path], bool] | None = None
-) -> Path:
-    """``<root>/<RunID>_<YYYYMMDD>_<description>``; the newest existing directory of this
-    run ID whose run ``same_run`` recognises is reused (a rerun resumes or reuses it)."""
-    root = Path(root)
-    slug = describe_slug(description, "run")
-    if root.is_dir() and same_run is not None:
-        earlier = sorted(root.glob(f"{run_id}_*_{slug}"), reverse=True)
-        for candidate in earlier:
-            if candidate.is_dir() and same_run(candidate):
-                return candidate
-    name = results_dir_name(run_id, dt.date.today(), slug)
-    path, n = root / name, 2
-    while path.exists() and not (same_run and same_run(path)):
-        path, n = root / f"{name}_{n}", n + 1
-    return path
 
 
 def json_field(path: Path, key: str) -> Any:

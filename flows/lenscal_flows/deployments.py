@@ -141,13 +141,47 @@ def check_parameters(spec: DeploymentSpec, given: dict[str, Any]) -> dict[str, A
         raise DeploymentError(f"{spec.full_name}: {exc}".replace("\n", " ")) from None
     finally:
         quiet.level = level
-    if spec.flow_name in ("diagnostic", "evaluate"):
-        from lenscal.diagnostics.config import load_diagnostic, resolve
-
-        resolve(load_diagnostic(merged["definition"]), merged.get("preset", "full"), merged.get("only"))
-    if merged.get("preset", "full") not in ("full", "demo") and spec.flow_name != "diagnostic":
-        raise DeploymentError(f"{spec.full_name}: preset {merged['preset']!r} is not full or demo")
+    PRESET_CHECKS[spec.flow_name](merged)
     return merged
+
+
+def _check_definition(parameters: dict[str, Any]) -> None:
+    from lenscal.diagnostics.config import load_diagnostic, resolve
+
+    resolve(
+        load_diagnostic(parameters["definition"]), parameters.get("preset", "full"), parameters.get("only")
+    )
+
+
+def _check_train(parameters: dict[str, Any]) -> None:
+    from lenscal.training.config import load_config
+
+    load_config(
+        parameters["config"], preset=parameters.get("preset", "full"), overrides=parameters.get("overrides")
+    )
+
+
+def _check_grid(parameters: dict[str, Any]) -> None:
+    from lenscal.selection.config import load_grid
+
+    load_grid(parameters["grid"], parameters.get("preset", "full"))
+
+
+def _check_survey(parameters: dict[str, Any]) -> None:
+    from lenscal.jobs.survey import load_survey_settings
+
+    load_survey_settings(parameters.get("settings", "dr10"), parameters.get("preset", "full"))
+
+
+#: Each flow's presets live in its configs' YAML: a run's preset (and definition, steps,
+#: overrides) is checked there before it is submitted.
+PRESET_CHECKS = {
+    "diagnostic": _check_definition,
+    "evaluate": _check_definition,
+    "train": _check_train,
+    "selection-grid": _check_grid,
+    "score-survey": _check_survey,
+}
 
 
 #: Volumes a training job mounts: the compose stack's named volumes, at the same paths.

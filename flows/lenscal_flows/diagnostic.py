@@ -15,18 +15,16 @@ from prefect.cache_policies import NO_CACHE
 
 from lenscal.data.shards import ShardReader
 from lenscal.diagnostics.base import Context
-from lenscal.diagnostics.config import load_diagnostic, resolve
-from lenscal.diagnostics.runner import record_details, run_diagnostic, run_identity
-from lenscal.registry.runs import recorded_run
+from lenscal.diagnostics.config import load_diagnostic
+from lenscal.diagnostics.runner import run_diagnostic
+from lenscal.jobs.diagnose import diagnose_job, diagnostic_run
 from lenscal.registry.store import Registry
-from lenscal.workspace import clear_directory, run_lock
 from lenscal_flows.common import (
     TASK_RETRIES,
     TASK_RETRY_DELAYS,
     Progress,
     json_field,
     publish,
-    results_directory,
     transient,
 )
 from lenscal_flows.services import clients, service_endpoints
@@ -66,46 +64,38 @@ def run_definition(
     run_id: str | None = None,
     restart: bool = False,
 ) -> str:
+    """The job of `lenscal diagnose`, one Prefect task per step."""
     logger = get_run_logger()
     settings = load_settings()
-    loaded = load_diagnostic(definition)
-    steps = resolve(loaded, preset, only)  # a bad preset or step fails here, before any work
-    shards = settings.need("hosts", hosts)
+    job = diagnose_job(
+        definition=definition,
+        hosts=settings.need("hosts", hosts),
+        out=out,
+        results=settings.results,
+        preset=preset,
+        only=only,
+        run_id=run_id,
+        restart=restart,
+    )
+    _, steps = job.load()  # a bad preset, step or run ID fails here, before any service starts
+    registry = Registry()
     with service_endpoints(settings, model) as endpoints, clients(endpoints) as (scorer, injector):
-        ctx = Context(hosts=ShardReader(shards), scorer=scorer, injector=injector, model=endpoints.model)
-        _, digest = run_identity(loaded, ctx, preset)
-        target = (
-            Path(out)
-            if out
-            else results_directory(
-                settings.results,
-                run_id or loaded.id,
-                preset,  # <ID>_<YYYYMMDD>_<preset>, e.g. D05_20261130_demo
-                same_run=lambda d: json_field(d / "definition.json", "definition_sha256") == digest,
-            )
-        )
-        # The flow holds the directory for the whole run (its steps lock it again, reentrantly).
-        with run_lock(target, f"diagnostic flow ({loaded.id})"):
-            if restart:
-                clear_directory(target)
+        ctx = Context(hosts=ShardReader(job.hosts), scorer=scorer, injector=injector, model=endpoints.model)
+        # The job holds the directory for the whole run (its steps lock it again, reentrantly).
+        with diagnostic_run(job, ctx, registry) as session:
+            target = session.out
+            loaded = session.definition
             logger.info("%s (%s preset): %d step(s) -> %s", loaded.id, preset, len(steps), target)
-            registry = Registry()
-            details = record_details(loaded, ctx, registry, run_id, preset)
             progress = Progress(len(steps) + 1, f"{loaded.id}: steps done")
             headline: list[str] = []
-            with recorded_run(registry, details.pop("run_id"), results_dir=target, **details):
-                for step in steps:
-                    lines = run_step.with_options(name=f"step-{step.name}")(
-                        definition,
-                        step.name,
-                        ctx,
-                        target,
-                        preset,
-                    )
-                    headline += [f"{step.name}: {line}" for line in lines]
-                    progress.advance()
-                report = finish(definition, ctx, target, preset)
+            for step in steps:
+                lines = run_step.with_options(name=f"step-{step.name}")(
+                    definition, step.name, ctx, target, preset
+                )
+                headline += [f"{step.name}: {line}" for line in lines]
                 progress.advance()
+            report = finish(definition, ctx, target, preset)
+            progress.advance()
     figures = [
         target / s.name / f for s in steps for f in json_field(target / s.name / "step.json", "figures") or []
     ]

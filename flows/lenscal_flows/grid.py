@@ -6,24 +6,19 @@ scored twice). Recorded in the registry when given an evaluation or diagnostic r
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
-from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from lenscal.data.shards import ShardReader
-from lenscal.registry.runs import recorded_run
+from lenscal.jobs.grid import grid_job, grid_run
 from lenscal.registry.store import Registry
-from lenscal.selection.config import GridConfig, load_grid
-from lenscal.selection.runner import CHUNK, finish_grid, prepare_grid, record_details, score_chunks
-from lenscal.workspace import run_lock
+from lenscal.selection.config import GridConfig
+from lenscal.selection.runner import CHUNK, finish_grid, prepare_grid, score_chunks
 from lenscal_flows.common import TASK_RETRIES, TASK_RETRY_DELAYS, publish, transient
 from lenscal_flows.fanout import groups, task_runner
 from lenscal_flows.services import Endpoints, clients, service_endpoints
 from lenscal_flows.settings import load_settings
-
-DEMO_PER_CELL = 4
 
 
 @task(
@@ -79,51 +74,46 @@ def selection_grid_flow(
     force_fpr: bool = False,
     restart: bool = False,
 ) -> str:
-    """A selection-function grid at a preset (full: the grid's own counts; demo: 4 per cell)."""
+    """A selection-function grid at a preset (full: the grid as written; demo and others: its
+    YAML's presets), the job of `lenscal grid run` with its chunks fanned out."""
     logger = get_run_logger()
-    if preset not in ("full", "demo"):
-        raise ValueError(f"preset: {preset!r} is not full or demo")
     settings = load_settings()
-    config = load_grid(grid, per_cell=per_cell or (DEMO_PER_CELL if preset == "demo" else None), seed=seed)
-    shards = settings.need("hosts", hosts)
+    job = grid_job(
+        grid=grid,
+        hosts=settings.need("hosts", hosts),
+        out=out,
+        results=settings.results,
+        preset=preset,
+        per_cell=per_cell,
+        seed=seed,
+        run_id=run_id,
+        chunk_size=chunk_size,
+        force_fpr=force_fpr,
+        restart=restart,
+    )
+    config = job.config()  # a bad grid, preset or run ID fails here, before any service starts
+    registry = Registry() if job.recorded_as(config) else None
+    # The job holds the directory for the run; its chunk tasks (threads or Dask workers)
+    # write parts under that claim without locking again.
     with contextlib.ExitStack() as stack:
         endpoints = stack.enter_context(service_endpoints(settings, model))
         scorer, _ = stack.enter_context(clients(endpoints))
-        reader = ShardReader(shards)
-        target = Path(out) if out else Path(settings.results) / "grids" / f"{config.name}_{preset}"
-        # The flow holds the directory for the run; its chunk tasks (threads or Dask workers)
-        # write parts under that claim without locking again.
-        stack.enter_context(run_lock(target, f"grid flow ({config.name})"))
-        run = prepare_grid(
-            config,
-            hosts=reader,
-            scorer=scorer,
-            out=target,
-            model=endpoints.model,
-            chunk_size=chunk_size,
-            restart=restart,
-        )
-        pending = run.pending()
-        logger.info(
-            "grid %s: %d injections in %d chunks, %d to score -> %s",
-            config.name,
-            len(run.plan.injections),
-            len(run.chunks),
-            len(pending),
-            target,
-        )
-        recording: Any = contextlib.nullcontext()  # recorded only under a registry ID
-        if run_id or config.run_id:
-            registry = Registry()
-            details = record_details(config, scorer, endpoints.model, registry, run_id, reader)
-            recording = recorded_run(registry, details.pop("run_id"), results_dir=target, **details)
-        with recording:
+        with grid_run(job, scorer, model=endpoints.model, registry=registry) as run:
+            pending = run.pending()
+            logger.info(
+                "grid %s: %d injections in %d chunks, %d to score -> %s",
+                config.name,
+                len(run.plan.injections),
+                len(run.chunks),
+                len(pending),
+                run.out,
+            )
             if pending:
-                runner = task_runner(workers, dask_address)
-                fan_out.with_options(task_runner=runner)(
-                    config, shards, str(target), endpoints, groups(pending, workers), chunk_size
+                fan_out.with_options(task_runner=task_runner(workers, dask_address))(
+                    config, str(job.hosts), str(run.out), endpoints, groups(pending, workers), chunk_size
                 )
             result = finish_grid(run, scorer, force_fpr=force_fpr)
+    target = run.out
     headline = [
         f"{label}: {v['k']}/{v['n']}" + ("" if v["value"] is None else f" = {v['value']:.2%}")
         for label, v in result.metrics["completeness"].items()

@@ -12,19 +12,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from lenscal.data.shards import ShardReader
-from lenscal.scoring.meta import MetaLearner, load_meta
-from lenscal.scoring.survey import (
-    PART_ROWS,
-    CatalogPlan,
-    finish_catalog,
-    make_plan,
-    open_catalog,
-    pending_parts,
-    rank_column,
-    score_parts,
-    write_candidates,
-)
-from lenscal.workspace import run_lock
+from lenscal.jobs.survey import survey_job, survey_run
+from lenscal.scoring.meta import MetaLearner
+from lenscal.scoring.survey import CatalogPlan, finish_survey, pending_parts, score_parts
 from lenscal_flows.common import TASK_RETRIES, TASK_RETRY_DELAYS, publish, transient
 from lenscal_flows.fanout import groups, task_runner
 from lenscal_flows.services import Endpoints, clients, service_endpoints
@@ -67,45 +57,53 @@ def score_survey_flow(
     out: str | None = None,
     split: str | None = None,
     preset: str = "full",
+    settings: str = "dr10",
     workers: int = 2,
     dask_address: str | None = None,
-    part_rows: int = PART_ROWS,
-    top_k: int = 1000,
+    part_rows: int | None = None,
+    top_k: int | None = None,
 ) -> str:
-    """Score a shard directory (default: the configured hosts) with ``models`` (bundles or
-    run IDs; with configured scorers, served model names; default the configured model) and
-    an optional meta-learner, at a preset (demo: small parts). Returns the catalogue."""
+    """The job of `lenscal score-survey` with its parts fanned out: a shard directory (default:
+    the configured hosts) scored by ``models`` (bundles or run IDs; with configured scorers,
+    served model names; default the configured model) and an optional meta-learner, at a
+    preset of the survey settings (demo: small parts). Returns the catalogue."""
     logger = get_run_logger()
-    settings = load_settings()
-    source = settings.need("hosts", shards)
-    if preset == "demo":
-        part_rows = min(part_rows, 128)
-    learner = load_meta(meta) if meta else None
-    reader = ShardReader(source)
-    with service_endpoints(settings, models) as endpoints, clients(endpoints) as (scorer, _):
-        served = list(models or []) if settings.scorer_endpoints else []
-        plan = make_plan(scorer, reader, models=served, meta=learner, split=split, part_rows=part_rows)
-        names = "+".join(m["model_id"] for m in plan.models)
-        target = Path(out) if out else Path(settings.results) / "survey" / f"{Path(source).name}_{names}"
-        # The flow holds the catalogue for the run; its part tasks write under that claim.
-        with run_lock(target, "survey flow"):
-            open_catalog(target, plan)
+    flow_settings = load_settings()
+    job = survey_job(
+        shards=flow_settings.need("hosts", shards),
+        out=out,
+        results=flow_settings.results,
+        settings=settings,
+        preset=preset,
+        split=split,
+        meta=meta,
+        part_rows=part_rows,
+        top_k=top_k,
+    )
+    job.resolved()  # bad settings fail here, before any service starts
+    with service_endpoints(flow_settings, models) as endpoints, clients(endpoints) as (scorer, _):
+        served = list(models or []) if flow_settings.scorer_endpoints else []
+        # The job holds the catalogue for the run; its part tasks write under that claim.
+        with survey_run(job, scorer, served) as run:
+            plan, target = run.plan, run.out
             todo = pending_parts(target, plan)
             logger.info(
                 "%d cutouts in %d parts, %d to score -> %s", plan.n_rows, plan.parts, len(todo), target
             )
             if todo:
                 fan_out.with_options(task_runner=task_runner(workers, dask_address))(
-                    source, str(target), endpoints, plan, learner, groups(todo, workers)
+                    str(job.shards), str(target), endpoints, plan, run.learner, groups(todo, workers)
                 )
-            summary = finish_catalog(target, plan)
-            column = rank_column(plan)
-            candidates, gallery = write_candidates(target, plan, reader, column, top_k)
+            summary = finish_survey(target, plan, run.reader, top_k=run.settings.top_k)
+    names = "+".join(m["model_id"] for m in plan.models)
     publish(
         target,
         "survey catalogue",
-        [f"{summary['rows']} cutouts scored by {names}; top {top_k} by {column} in {candidates.name}"],
-        [gallery] if gallery else [],
+        [
+            f"{summary['rows']} cutouts scored by {names}; top {run.settings.top_k} by {summary['rank_by']} "
+            f"in {Path(summary['candidates']).name}"
+        ],
+        [Path(summary["gallery"])] if summary["gallery"] else [],
         key="score-survey",
     )
     return str(target)

@@ -5,6 +5,7 @@ call these and then use only the interfaces (lenscal.scoring.api, lenscal.inject
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from lenscal.errors import LenscalError
@@ -87,3 +88,52 @@ def bundle_path(ref: str | Path, registry_url: str | None = None) -> Path:
     raise LenscalError(
         f"model {str(ref)!r}: not a bundle directory (no model.json) nor a run ID in the registry"
     )
+
+
+@dataclass(frozen=True)
+class Services:
+    """Where a job scores and injects, as the shared command-line options chose it
+    (lenscal.commands.options): scorer replicas or a model bundle in this process, an
+    injector service or in-process rendering, and how to reach the services.
+
+    ``models``: with ``scorers``, model names the scorer serves (none: its default); without,
+    bundle directories or training run IDs/aliases in ``registry``."""
+
+    scorers: tuple[str, ...] = ()
+    injector: str | None = None
+    models: tuple[str, ...] = ()
+    token_file: Path | None = None
+    tls_ca: Path | None = None
+    device: str = "auto"
+    registry: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.scorers)
+
+    @property
+    def model(self) -> str:
+        """The model name to pass to the Scorer's calls: the served name, or "" (the bundle)."""
+        return self.models[0] if self.remote and self.models else ""
+
+    def auth(self) -> ClientAuth:
+        from lenscal.security import client_auth
+
+        return client_auth(self.token_file, self.tls_ca)
+
+    def bundles(self) -> list[Path]:
+        """The in-process bundles (each checked: a path, or a run ID the registry knows)."""
+        if not self.models:
+            raise LenscalError("give --model BUNDLE|RUN_ID (score in this process) or --scorer HOST:PORT")
+        return [bundle_path(m, self.registry) for m in self.models]
+
+    def open_scorer(self, **grpc_options: object) -> Scorer:
+        if self.remote:
+            return open_scorer(endpoints=list(self.scorers), auth=self.auth(), **grpc_options)
+        return open_scorer(model=self.bundles(), device=self.device)
+
+    def open_injector(self) -> Injector:
+        return open_injector(endpoint=self.injector, device=self.device, auth=self.auth())
+
+    def where(self) -> str:
+        return ", ".join(self.scorers) if self.remote else ", ".join(self.models)

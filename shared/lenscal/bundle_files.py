@@ -11,7 +11,6 @@ one line naming the problem. Only lenscal's own writers (save, ONNX export) re-s
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from lenscal.errors import LenscalError
 from lenscal.fsutil import atomic_write_text, sha256_file
 from lenscal.preprocess_spec import PreprocessSpec
 from lenscal.validation import describe
+from lenscal.workspace import canonical_sha256
 
 WEIGHTS = "model.safetensors"
 META = "model.json"
@@ -81,7 +81,7 @@ def seal(directory: str | Path) -> str:
         for p in sorted(path.iterdir())
         if p.is_file() and p.name != SEAL and ".partial" not in p.name
     }
-    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    digest = canonical_sha256(files)
     atomic_write_text(
         path / SEAL,
         json.dumps({"format": SEAL_FORMAT, "files": files, "bundle_sha256": digest}, indent=1) + "\n",

@@ -1,7 +1,8 @@
 """The ``lenscal`` command, composed in one place.
 
-The rule: every command lives in the ``cli.py`` of the package whose code it drives
-(``lenscal/<package>/cli.py``, a typer app); this module only lists those apps. An app
+The rule: every command lives in ``lenscal/commands/<package>.py`` (a typer app, named after
+the package whose code it drives), with the options they share spelled once in
+``lenscal/commands/options.py``; this module only lists those apps. An app
 with a name becomes a command group (``lenscal registry ...``); an unnamed app adds its
 commands at the top level. Services plug ``lenscal serve <name>`` in through the
 entry-point group ``lenscal.serve`` (pyproject.toml), so the library never imports them.
@@ -22,17 +23,17 @@ from lenscal.logs import configure_logging
 
 #: Modules whose typer ``app`` holds commands, in the order ``--help`` lists them.
 COMMAND_MODULES = (
-    "lenscal.data.cli",
-    "lenscal.mock.cli",
-    "lenscal.injection.cli",
-    "lenscal.training.cli",
-    "lenscal.models.cli",
-    "lenscal.evaluation.cli",
-    "lenscal.scoring.cli",
-    "lenscal.selection.cli",
-    "lenscal.diagnostics.cli",
-    "lenscal.registry.cli",
-    "lenscal.demo.cli",
+    "lenscal.commands.data",
+    "lenscal.commands.mock",
+    "lenscal.commands.injection",
+    "lenscal.commands.training",
+    "lenscal.commands.models",
+    "lenscal.commands.evaluation",
+    "lenscal.commands.scoring",
+    "lenscal.commands.selection",
+    "lenscal.commands.diagnostics",
+    "lenscal.commands.registry",
+    "lenscal.commands.demo",
 )
 SERVE_PLUGINS = "lenscal.serve"
 #: Packages outside the library (the flows) add top-level commands (demo, run, deploy, worker)

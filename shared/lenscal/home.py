@@ -56,3 +56,32 @@ def read_config(
     if not isinstance(raw, dict):
         raise error(f"{path}: a {what} is a mapping of keys, not {type(raw).__name__}")
     return path, raw
+
+
+FULL = "full"
+
+
+def apply_preset(raw: dict, preset: str, *, source: str, error: type[Exception]) -> dict:
+    """``raw`` (a config's mapping) at ``preset``: its ``presets`` section removed, and the
+    chosen preset's keys merged over the top-level ones (dotted keys reach into sections:
+    ``train.epochs: 3``). ``full`` is the config as written; an unknown preset is ``error``
+    naming the config's presets. Grids, training configs and survey settings share this;
+    diagnostics' presets choose steps (lenscal.diagnostics.config)."""
+    raw = dict(raw)
+    presets = raw.pop("presets", None) or {}
+    if not isinstance(presets, dict) or not all(isinstance(v, dict) for v in presets.values()):
+        raise error(f"{source}: presets: a mapping of preset name to a mapping of keys")
+    if preset == FULL:
+        return raw
+    if preset not in presets:
+        known = ", ".join([FULL, *presets])
+        raise error(f"{source}: preset {preset!r} is not one of its presets ({known})")
+    for key, value in presets[preset].items():
+        section, *path = str(key).split(".")
+        target = raw
+        for name in [section, *path][:-1]:
+            nested = target.get(name)
+            target[name] = dict(nested) if isinstance(nested, dict) else {}
+            target = target[name]
+        target[[section, *path][-1]] = value
+    return raw

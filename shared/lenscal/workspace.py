@@ -1,4 +1,12 @@
-"""A run's results directory, shared by grids, diagnostics and survey scoring.
+"""A run's results directory, the one definition shared by grids, diagnostics, survey
+scoring, training and the flows.
+
+- **Named** ``<RunID>_<YYYYMMDD>_<description>`` (``run_name``); ``find_run_directory``
+  reuses the newest directory of the same run, so a rerun resumes it.
+- **Claimed by its definition hash.** ``canonical_sha256`` is the one hash of a definition;
+  ``claim`` refuses to resume a directory that holds a run of another definition (``--restart``
+  discards it). Its JSON files go through one encoder (``write_json``: numpy scalars and
+  arrays as numbers, NaN and infinities as null, anything else as text).
 
 - **One run at a time.** ``run_lock(out, what)`` holds an exclusive ``flock`` on
   ``out/.lenscal.lock`` for the run's life and writes who holds it there; a second run into
@@ -24,15 +32,18 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import socket
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from lenscal.errors import LenscalError
@@ -48,10 +59,110 @@ class RunLockedError(LenscalError):
     """Another run holds the results directory."""
 
 
+def canonical_json(value: object) -> str:
+    """``value`` as sorted-key JSON (anything JSON lacks as its str): the one text of a
+    definition, plan, config or identity, which its hash is taken of."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def canonical_sha256(value: object) -> str:
-    """SHA-256 of ``value`` as sorted-key JSON (anything else as its str): the one hash of a
-    definition, plan or identity that decides whether two runs are the same run."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+    """The one hash of a definition, plan, config or identity: it decides whether two runs
+    are the same run (results directories, parts, training checkpoints, the registry)."""
+    return sha256_text(canonical_json(value))
+
+
+def jsonable(value: object) -> object:
+    """``value`` as plain JSON: numpy scalars and arrays as numbers and lists, NaN and
+    infinities as null (JSON has neither), anything else as its text."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, (np.bool_, np.integer, np.floating)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def dump_json(value: object, indent: int | None = 1) -> str:
+    """``value`` as the text of a results file (one encoder for every run's JSON)."""
+    return json.dumps(jsonable(value), indent=indent, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike[str], value: object) -> None:
+    """``value`` into ``path`` atomically (a reader sees the old file or the new one)."""
+    atomic_write_text(Path(path), dump_json(value))
+
+
+def slug(text: str, fallback: str = "run") -> str:
+    """``text`` as a results-directory description: lowercase letters and digits joined by
+    '_'."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or fallback
+
+
+def run_name(run_id: str, description: str, date: dt.date | None = None) -> str:
+    """``<RunID>_<YYYYMMDD>_<description>``, the team's name for a run and its results."""
+    return f"{run_id}_{(date or dt.date.today()):%Y%m%d}_{slug(description)}"
+
+
+def find_run_directory(
+    root: str | os.PathLike[str],
+    run_id: str,
+    description: str,
+    same_run: Callable[[Path], bool] | None = None,
+) -> Path:
+    """``<root>/<run_name>``; the newest existing directory of this run ID and description
+    that ``same_run`` recognises is reused (a rerun resumes it); another run's directory of
+    today's name gets a ``_2``, ``_3``... suffix instead of being mixed with."""
+    root = Path(root)
+    if root.is_dir() and same_run is not None:
+        for candidate in sorted(root.glob(f"{run_id}_*_{slug(description)}"), reverse=True):
+            if candidate.is_dir() and same_run(candidate):
+                return candidate
+    name = run_name(run_id, description)
+    path, n = root / name, 2
+    while path.exists() and not (same_run and same_run(path)):
+        path, n = root / f"{name}_{n}", n + 1
+    return path
+
+
+def recorded_hash(path: Path, key: str = "definition_sha256") -> str | None:
+    """The definition hash a run's JSON file records (None: no file, or unreadable)."""
+    try:
+        value = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def claim(
+    out: Path,
+    record: str,
+    digest: str,
+    *,
+    what: str = "run",
+    error: type[Exception] = LenscalError,
+) -> None:
+    """``out`` for the run of definition hash ``digest``: free, or holding that run (its
+    ``record`` file says so). Another run's directory is ``error``, never resumed into."""
+    path = Path(out) / record
+    if not path.exists():
+        return
+    previous = recorded_hash(path)
+    if previous != digest:
+        raise error(
+            f"{out}: holds a {what} of another definition ({str(previous)[:12]}, this one {digest[:12]}); "
+            "choose another --out, or --restart to discard it"
+        )
 
 
 def results_directory(out: str | os.PathLike[str]) -> Path:

@@ -28,12 +28,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.diagnostics.base import CheckParams, DiagnosticError, get_check
-from lenscal.home import read_config
+from lenscal.home import FULL, read_config
 from lenscal.validation import validated
 from lenscal.workspace import canonical_sha256
 
 STEP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-FULL = "full"
 
 
 class StepDefinition(BaseModel):
@@ -121,7 +120,7 @@ class ResolvedStep:
 
     @property
     def sha256(self) -> str:
-        return _sha256(self.snapshot())
+        return canonical_sha256(self.snapshot())
 
 
 def load_diagnostic(name_or_path: str | Path) -> DiagnosticDefinition:
@@ -161,6 +160,3 @@ def resolve(
         if not only or step.name in only:
             resolved.append(ResolvedStep(step.name, step.check, model, step.description or check.description))
     return resolved
-
-
-_sha256 = canonical_sha256  # the one definition hash (lenscal.workspace)

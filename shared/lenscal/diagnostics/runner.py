@@ -23,14 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from lenscal import __version__
 from lenscal.diagnostics.base import Context, DiagnosticError, get_check
-from lenscal.diagnostics.config import FULL, DiagnosticDefinition, ResolvedStep, _sha256, resolve
+from lenscal.diagnostics.config import FULL, DiagnosticDefinition, ResolvedStep, resolve
 from lenscal.diagnostics.report import TABLE_FILE, write_report
-from lenscal.fsutil import atomic_write_text, sha256_file
-from lenscal.workspace import clear_directory, is_bookkeeping, run_lock
+from lenscal.fsutil import sha256_file
+from lenscal.workspace import canonical_sha256, claim, clear_directory, is_bookkeeping, run_lock, write_json
 
 log = logging.getLogger("lenscal.diagnostics")
 STEP_FILE = "step.json"
@@ -63,7 +61,7 @@ def run_diagnostic(
     with run_lock(out, f"diagnostic run ({definition.id})"):
         if restart:
             clear_directory(out)
-        _claim(out, digest)
+        claim(out, "definition.json", digest, what="diagnostic run", error=DiagnosticError)
         return _run_claimed(definition, ctx, out, preset, identity, digest, every_step, chosen, registry)
 
 
@@ -97,7 +95,7 @@ def _run_claimed(
         "lenscal_version": __version__,
         "status": "running",
     }
-    _write_json(out / "definition.json", meta)
+    write_json(out / "definition.json", meta)
     ctx.root = out
     ctx.steps = {s.name: out / s.name for s in every_step if _finished(out / s.name, s)}
     ran, reused = [], []
@@ -112,18 +110,18 @@ def _run_claimed(
             ran.append(step.name)
     except BaseException as exc:
         meta.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
-        _write_json(out / "definition.json", meta)
+        write_json(out / "definition.json", meta)
         raise
     metrics = {
         s.name: json.loads((out / s.name / "metrics.json").read_text())
         for s in every_step
         if s.name in ctx.steps
     }
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics)
     complete = all(s.name in ctx.steps for s in every_step)
     meta["status"] = "complete" if complete else "partial"
     meta["missing_steps"] = [s.name for s in every_step if s.name not in ctx.steps]
-    _write_json(out / "definition.json", meta)
+    write_json(out / "definition.json", meta)
     write_report(out, meta, every_step, definition.team, team_notes(registry, definition.id))
     return DiagnosticResult(out, metrics, ran, reused)
 
@@ -155,7 +153,7 @@ def run_identity(
         },
         "hosts": {"shards_sha256": ctx.hosts.index.source_sha256},
     }
-    return identity, _sha256(identity)
+    return identity, canonical_sha256(identity)
 
 
 def _run_step(ctx: Context, step: ResolvedStep, directory: Path) -> None:
@@ -166,7 +164,7 @@ def _run_step(ctx: Context, step: ResolvedStep, directory: Path) -> None:
     started = time.perf_counter()
     outcome = check.run(ctx, step.params, directory)
     seconds = time.perf_counter() - started
-    _write_json(directory / "metrics.json", outcome.metrics)
+    write_json(directory / "metrics.json", outcome.metrics)
     if outcome.table is not None:
         outcome.table.to_csv(directory / TABLE_FILE, index=False)
     figures = [str(Path(f).relative_to(directory)) for f in outcome.figures if Path(f).is_file()]
@@ -175,7 +173,7 @@ def _run_step(ctx: Context, step: ResolvedStep, directory: Path) -> None:
         for p in sorted(directory.rglob("*"))
         if p.is_file() and p.name != STEP_FILE and not is_bookkeeping(p)
     }
-    _write_json(
+    write_json(
         directory / STEP_FILE,
         {
             **step.snapshot(),
@@ -225,35 +223,6 @@ def _finished(directory: Path, step: ResolvedStep) -> bool:
     return True
 
 
-def _claim(out: Path, digest: str) -> None:
-    path = out / "definition.json"
-    if not path.is_file():
-        return
-    try:
-        existing = json.loads(path.read_text()).get("definition_sha256")
-    except json.JSONDecodeError:
-        existing = None
-    if existing != digest:
-        raise DiagnosticError(
-            f"{out}: holds a run of another definition, preset, model or host set; choose another --out, "
-            f"or --restart to discard it"
-        )
-
-
-def _write_json(path: Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(value, indent=1, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return str(value)
-
-
 def record_details(
     definition: DiagnosticDefinition, ctx: Context, registry: Any, run_id: str | None, preset: str
 ) -> dict[str, Any]:
@@ -293,23 +262,3 @@ def record_details(
         "identity": identity,
         "description": definition.description,
     }
-
-
-def run_recorded(
-    definition: DiagnosticDefinition,
-    ctx: Context,
-    out: str | Path,
-    *,
-    registry: Any = None,
-    run_id: str | None = None,
-    **kwargs: Any,
-) -> DiagnosticResult:
-    """run_diagnostic, recorded in the registry as ``run_id`` (default: the definition's ID)
-    with lineage and its metrics from the run's metrics.json (see record_details)."""
-    from lenscal.registry.runs import recorded_run
-
-    if registry is None:
-        return run_diagnostic(definition, ctx, out, **kwargs)
-    details = record_details(definition, ctx, registry, run_id, kwargs.get("preset", FULL))
-    with recorded_run(registry, details.pop("run_id"), results_dir=out, **details):
-        return run_diagnostic(definition, ctx, out, registry=registry, **kwargs)

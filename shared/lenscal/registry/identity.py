@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lenscal.home import FULL
 from lenscal.registry.ids import RegistryError
 from lenscal.registry.records import Record
-
-FULL = "full"
+from lenscal.workspace import run_name
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,7 @@ class RunIdentity:
 
 def default_run_id(base_id: str, preset: str, date: dt.date | None = None) -> str:
     """``base_id`` for the full preset, else ``<base_id>_<YYYYMMDD>_<preset>``."""
-    if preset == FULL:
-        return base_id
-    slug = re.sub(r"[^a-z0-9_]+", "_", preset.lower()).strip("_") or "preset"
-    return f"{base_id}_{(date or dt.date.today()):%Y%m%d}_{slug}"
+    return base_id if preset == FULL else run_name(base_id, preset, date)
 
 
 def identity_of_results(directory: str | Path) -> RunIdentity | None:

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from lenscal.errors import LenscalError
+from lenscal.workspace import run_name
 
 MAX_ID_LENGTH = 64
 
@@ -134,4 +135,4 @@ def results_dir_name(run_id: str, date: dt.date, description: str) -> str:
         raise RegistryError(
             f"results description {description!r} must be lowercase letters and digits joined by '_'"
         )
-    return f"{run_id}_{date:%Y%m%d}_{description}"
+    return run_name(run_id, description, date)

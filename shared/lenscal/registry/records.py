@@ -3,7 +3,6 @@ the value helpers its tables rely on (canonical JSON, flattened metrics, git com
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 from collections.abc import Mapping
@@ -60,10 +59,6 @@ class Diff:
     config: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     metrics: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     fields: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def detect_git_commit(cwd: Path | None = None) -> str | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import math
 import os
@@ -26,7 +25,6 @@ from lenscal.registry.records import (
     Diff,
     Record,
     VerifyProblem,
-    canonical_json,
     detect_git_commit,
     flatten_numbers,
 )
@@ -39,7 +37,7 @@ from lenscal.registry.schema import (
     RecordRow,
     utcnow,
 )
-from lenscal.workspace import is_bookkeeping
+from lenscal.workspace import canonical_json, is_bookkeeping, sha256_text
 
 PARENT_ROLES = ("checkpoint", "injection_model", "grid", "init_from", "config", "data", "other")
 
@@ -96,7 +94,7 @@ class Registry:
                     run_date=run_date,
                     results_path=results_path,
                     config_json=config_json,
-                    config_sha256=None if config_json is None else _sha256_text(config_json),
+                    config_sha256=None if config_json is None else sha256_text(config_json),
                     git_commit=git_commit if git_commit is not None else detect_git_commit(),
                     section=section,
                     position=position if position is not None else _next_position(s),
@@ -162,7 +160,7 @@ class Registry:
             for key, value in fields.items():
                 if key == "config":
                     row.config_json = canonical_json(value)
-                    row.config_sha256 = _sha256_text(row.config_json)
+                    row.config_sha256 = sha256_text(row.config_json)
                 elif key == "extra":
                     row.extra_json = canonical_json({**json.loads(row.extra_json), **value})
                 else:
@@ -448,7 +446,3 @@ def _put_metric(
 def _next_position(s: Session) -> int:
     last = s.scalars(select(RecordRow.position).order_by(RecordRow.position.desc()).limit(1)).first()
     return 0 if last is None else last + 1
-
-
-def _sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()

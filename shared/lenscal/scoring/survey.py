@@ -18,7 +18,6 @@ bounded table, written as ``candidates.parquet`` and a PNG gallery of their cuto
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import queue
 import threading
@@ -265,11 +264,9 @@ def make_plan(
     meta_entry = None
     if meta is not None:
         meta.check_members(chosen)
-        text = json.dumps(meta.to_json(), sort_keys=True)
-        meta_entry = {"name": meta.name, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+        meta_entry = {"name": meta.name, "sha256": canonical_sha256(meta.to_json())}
     if split is not None:
         _check_survey_split(reader, split)
-    index = json.dumps(reader.index.to_json(), sort_keys=True).encode()
     return CatalogPlan(
         shards=str(reader.directory.resolve()),
         n_rows=len(reader),
@@ -277,7 +274,7 @@ def make_plan(
         split=split,
         models=model_entries(chosen),
         meta=meta_entry,
-        extra={"shard_index_sha256": hashlib.sha256(index).hexdigest()},
+        extra={"shard_index_sha256": canonical_sha256(reader.index.to_json())},
     )
 
 
@@ -310,16 +307,35 @@ def score_survey(
 ) -> dict[str, Any]:
     """The whole job in this process: plan, score the missing parts, check, candidates."""
     plan = make_plan(scorer, reader, models=models, meta=meta, split=split, part_rows=part_rows)
-    with run_lock(out, "survey scoring"):
-        open_catalog(out, plan)
+    with survey_catalog(out, plan):
         # score_parts skips the parts already committed intact (one check per part)
         score_parts(
             scorer, reader, out, plan, range(plan.parts), meta=meta, read_rows=read_rows, progress=progress
         )
-        summary = finish_catalog(out, plan)
-        column = rank_by or rank_column(plan)
-        table, gallery = write_candidates(out, plan, reader, column, top_k)
-    return {**summary, "candidates": str(table), "gallery": str(gallery) if gallery else None}
+        return finish_survey(out, plan, reader, rank_by=rank_by, top_k=top_k)
+
+
+@contextlib.contextmanager
+def survey_catalog(out: str | Path, plan: CatalogPlan) -> Iterator[Path]:
+    """``out`` held (locked) for the block and opened for ``plan``: its parts are scored
+    (in this process, or by several workers that do not lock again), then finished."""
+    with run_lock(out, "survey scoring"):
+        yield open_catalog(out, plan)
+
+
+def finish_survey(
+    out: str | Path, plan: CatalogPlan, reader: ShardReader, *, rank_by: str | None = None, top_k: int = 1000
+) -> dict[str, Any]:
+    """Once every part is committed: the check, the top-k candidates and their gallery."""
+    summary = finish_catalog(out, plan)
+    column = rank_by or rank_column(plan)
+    table, gallery = write_candidates(out, plan, reader, column, top_k)
+    return {
+        **summary,
+        "rank_by": column,
+        "candidates": str(table),
+        "gallery": str(gallery) if gallery else None,
+    }
 
 
 def finish_catalog(out: str | Path, plan: CatalogPlan) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.errors import LenscalError
-from lenscal.home import read_config
+from lenscal.home import FULL, apply_preset, read_config
 from lenscal.injection.priors import InjectionPrior, get_prior
 from lenscal.preprocess import PreprocessOverride
 from lenscal.validation import validated
@@ -138,7 +138,8 @@ class GridConfig(BaseModel):
     def definition(self) -> dict[str, Any]:
         """Everything that decides a run's numbers (the prior by content, not by name)."""
         data = self.model_dump(mode="json", exclude={"name", "description", "run_id"})
-        data["prior"] = {"name": self.prior, "sha256": _sha256(self.prior_model().model_dump(mode="json"))}
+        prior = self.prior_model().model_dump(mode="json")
+        data["prior"] = {"name": self.prior, "sha256": canonical_sha256(prior)}
         return data
 
     def geometry(self) -> dict[str, Any]:
@@ -157,12 +158,12 @@ def cell_name(theta_e: float, psf: float, depth: float) -> str:
     return f"te{theta_e:.3f}_psf{psf:.3f}_m5{depth:.3f}"
 
 
-def load_grid(name_or_path: str | Path, **overrides: Any) -> GridConfig:
+def load_grid(name_or_path: str | Path, preset: str = FULL, **overrides: Any) -> GridConfig:
     """A grid by file path or by name (``configs/grids/<name>.yaml`` in $LENSCAL_CONFIGS,
-    ./configs or lenscal's source tree); ``overrides`` replace top-level keys."""
+    ./configs or lenscal's source tree) at ``preset`` (full: as written; others from its
+    ``presets`` section, e.g. demo: fewer injections per cell); ``overrides`` replace
+    top-level keys."""
     path, raw = read_config("grids", name_or_path, what="grid", error=GridError)
+    raw = apply_preset(raw, preset, source=str(path), error=GridError)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return validated(GridConfig, raw, error=GridError, source=str(path))
-
-
-_sha256 = canonical_sha256  # the one definition hash (lenscal.workspace)

@@ -13,9 +13,10 @@ import pandas as pd
 
 from lenscal.data.shards import ShardReader
 from lenscal.injection.api import Injector
-from lenscal.selection.config import GridConfig, GridError, _sha256
+from lenscal.selection.config import GridConfig, GridError
 from lenscal.selection.plan import plan_grid
 from lenscal.selection.runner import inject_chunk
+from lenscal.workspace import canonical_sha256
 
 
 @dataclass
@@ -40,7 +41,7 @@ def config_of(directory: str | Path) -> tuple[GridConfig, dict[str, Any]]:
     config = GridConfig(
         name=meta["name"], description=meta.get("description", ""), prior=prior["name"], **fields
     )
-    now = _sha256(config.prior_model().model_dump(mode="json"))
+    now = canonical_sha256(config.prior_model().model_dump(mode="json"))
     if now != prior["sha256"]:
         raise GridError(
             f"{directory}: prior {prior['name']!r} has changed since this run (sha256 {prior['sha256'][:12]} "

@@ -32,7 +32,7 @@ import pandas as pd
 from lenscal import __version__
 from lenscal.data.shards import ShardReader
 from lenscal.errors import LenscalError
-from lenscal.fsutil import atomic_path, atomic_write_text
+from lenscal.fsutil import atomic_path
 from lenscal.injection.api import Injector, InjectResult, RenderOptions
 from lenscal.injection.hosts import host_moments, host_pool, host_psf_fwhm
 from lenscal.injection.priors import sample_params
@@ -40,7 +40,7 @@ from lenscal.physics import ArcParams
 from lenscal.progress import progress_bar
 from lenscal.scoring.api import Scorer
 from lenscal.scoring.rows import score_rows
-from lenscal.selection.config import GridConfig, GridError, _sha256
+from lenscal.selection.config import GridConfig, GridError
 from lenscal.selection.plan import GridPlan, Injection, capped_pool, plan_grid
 from lenscal.selection.tables import (
     bin_labels,
@@ -50,7 +50,16 @@ from lenscal.selection.tables import (
     mark_forced,
     pooled,
 )
-from lenscal.workspace import PARTS, Parts, clear_directory, results_directory, run_lock
+from lenscal.workspace import (
+    PARTS,
+    Parts,
+    canonical_sha256,
+    claim,
+    clear_directory,
+    results_directory,
+    run_lock,
+    write_json,
+)
 
 #: Injections per chunk: one injector call and one scorer call each.
 CHUNK = 256
@@ -141,8 +150,8 @@ def prepare_grid(
         "preprocess": json.loads(spec.to_json()),
         "chunk_size": chunk_size,
     }
-    digest = _sha256(definition)
-    _claim(out, digest, restart)
+    digest = canonical_sha256(definition)
+    claim(out, "meta.json", digest, what="grid run", error=GridError)
     geometry = {**config.geometry(), "hosts_source": hosts.index.source_sha256}
     meta: dict[str, Any] = {
         "format": "lenscal-grid/1",
@@ -151,7 +160,7 @@ def prepare_grid(
         "definition": definition,
         "definition_sha256": digest,
         "geometry": geometry,
-        "geometry_sha256": _sha256(geometry),
+        "geometry_sha256": canonical_sha256(geometry),
         "checkpoint": {
             "model": info.name,
             "model_id": info.model_id,
@@ -171,7 +180,7 @@ def prepare_grid(
         "status": "running",
     }
     if not (out / "meta.json").is_file():  # claimed once; workers preparing again leave it be
-        atomic_write_text(out / "meta.json", json.dumps(meta, indent=1, default=str) + "\n")
+        write_json(out / "meta.json", meta)
     return GridRun(config, hosts, out, plan, meta, info.name, chunk_size)
 
 
@@ -204,23 +213,11 @@ def finish_grid(
     metrics = _tables(config, run.plan, injections, thresholds, fpr_info, out)
     meta = dict(run.meta)
     meta.update(status="complete", timings=timings or {}, thresholds=fpr_info)
-    atomic_write_text(out / "meta.json", json.dumps(meta, indent=1, default=str) + "\n")
+    write_json(out / "meta.json", meta)
     from lenscal.selection.plots import grid_plots
 
     grid_plots(out)
     return GridResult(out, metrics, meta)
-
-
-def _claim(out: Path, digest: str, restart: bool) -> None:
-    """A results directory holds one definition: resuming another is refused."""
-    path = out / "meta.json"
-    if path.is_file() and not restart:
-        previous = json.loads(path.read_text()).get("definition_sha256")
-        if previous != digest:
-            raise GridError(
-                f"{out} holds a grid run of another definition ({str(previous)[:12]}, this one "
-                f"{digest[:12]}); choose another --out or pass --restart"
-            )
 
 
 # --- injecting and scoring -------------------------------------------------------------
@@ -477,14 +474,8 @@ def _tables(
         "fpr_thresholds": fpr_info,
         "interval_method": "jeffreys (Beta(k+1/2, n-k+1/2), equal-tailed); marginals pool counts",
     }
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1, default=_jsonable) + "\n")
+    write_json(out / "metrics.json", metrics)
     return metrics
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return str(value)
 
 
 def record_details(
@@ -519,18 +510,3 @@ def record_details(
         "identity": identity,
         "description": config.description or f"selection-function grid {config.name}",
     }
-
-
-def run_recorded(
-    config: GridConfig, *, registry: Any = None, run_id: str | None = None, **kwargs: Any
-) -> GridResult:
-    """run_grid, recorded in the registry as ``run_id`` (see record_details)."""
-    from lenscal.registry.runs import recorded_run
-
-    if (run_id or config.run_id) is None or registry is None:
-        return run_grid(config, **kwargs)
-    details = record_details(
-        config, kwargs["scorer"], kwargs.get("model", ""), registry, run_id, kwargs["hosts"]
-    )
-    with recorded_run(registry, details.pop("run_id"), results_dir=kwargs["out"], **details):
-        return run_grid(config, **kwargs)

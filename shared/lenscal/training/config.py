@@ -11,8 +11,6 @@ values are errors that name the key. lenscal's additions are optional keys:
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,8 +18,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.errors import LenscalError
+from lenscal.home import FULL, apply_preset, read_config
 from lenscal.preprocess import PREPROCESSORS, TEAM_CROP_SIZE, PreprocessSpec
 from lenscal.validation import validated
+from lenscal.workspace import canonical_sha256
 
 
 class ConfigError(LenscalError):
@@ -155,22 +155,23 @@ class TrainingConfig(_Section):
         return self.model_dump(mode="json")
 
     def sha256(self) -> str:
-        return hashlib.sha256(json.dumps(self.snapshot(), sort_keys=True).encode()).hexdigest()
+        return canonical_sha256(self.snapshot())
 
 
 def load_config(
-    path: str | Path, *, overrides: list[str] | None = None, data_root: str | Path | None = None
+    path: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    data_root: str | Path | None = None,
+    preset: str = FULL,
 ) -> TrainingConfig:
-    """Read and validate a YAML config; ``overrides`` are ``section.key=value`` (YAML values);
-    ``data_root`` replaces the directory of every dataset path (remapping a team config)."""
-    p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: unreadable config ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: a training config is a mapping with sections dataset, augment, train")
-    return config_from_dict(raw, source=str(p), overrides=overrides, data_root=data_root)
+    """Read and validate a YAML config (a file, or a name in configs/train) at ``preset``
+    (full: as written; demo and others: its ``presets`` section); ``overrides`` are
+    ``section.key=value`` (YAML values); ``data_root`` replaces the directory of every
+    dataset path (remapping a team config)."""
+    found, raw = read_config("train", path, what="training config", error=ConfigError)
+    raw = apply_preset(raw, preset, source=str(found), error=ConfigError)
+    return config_from_dict(raw, source=str(found), overrides=overrides, data_root=data_root)
 
 
 def config_from_dict(

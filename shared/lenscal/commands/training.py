@@ -9,12 +9,21 @@ from typing import Annotated
 
 import typer
 
+from lenscal.commands.options import RegistryUrl
+
 app = typer.Typer()
 
 
 @app.command("train")
 def train_command(
-    config: Annotated[Path, typer.Option(help="Training YAML (the team's dataset/augment/train schema).")],
+    config: Annotated[
+        str,
+        typer.Option(help="Training YAML (the team's dataset/augment/train schema) or a configs/train name."),
+    ],
+    preset: Annotated[
+        str,
+        typer.Option(help="full (the config as written) or one of its presets (demo: 3 short CPU epochs)."),
+    ] = "full",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print the resolved config; touch no data.")
     ] = False,
@@ -31,15 +40,24 @@ def train_command(
         bool, typer.Option(help="Discard train.out_dir and start over instead of resuming.")
     ] = False,
     no_registry: Annotated[bool, typer.Option("--no-registry", help="Do not record the run.")] = False,
-    registry_url: Annotated[str | None, typer.Option(help="Registry database URL.")] = None,
+    registry: RegistryUrl = None,
 ) -> None:
     """Train a finder: shards -> preprocess -> AMP training; resumes after a kill; records the run."""
     import logging
 
-    from lenscal.training.config import load_config
+    from lenscal.jobs.train import run_train_job, train_job
 
-    resolved = load_config(config, overrides=set_values, data_root=data_root)
+    job = train_job(
+        config=config,
+        preset=preset,
+        overrides=list(set_values or []),
+        data_root=data_root,
+        run_id=run_id,
+        record=not no_registry,
+        restart=restart,
+    )
     if dry_run:
+        resolved = job.resolved()
         typer.echo(json.dumps(resolved.snapshot(), indent=2))
         spec = resolved.dataset.preprocess_spec()
         shape = "x".join(map(str, spec.output_shape((3, 101, 101))))
@@ -49,21 +67,8 @@ def train_command(
             f"network input {shape}: {crop} (dataset.crop / crop_size; the team's default is a 64 px crop)"
         )
         return
-    from lenscal.registry.store import Registry
-    from lenscal.training.loop import check_training_id, train
-
-    if not no_registry:  # a bad ID is reported before any work starts
-        check_training_id(run_id or resolved.train.run_id or config.stem)
     logging.getLogger("lenscal.train").setLevel(logging.INFO)  # one line per epoch: the command's output
-    registry = None if no_registry else Registry(registry_url)
-    result = train(
-        resolved,
-        config_path=config,
-        registry=registry,
-        run_id=run_id,
-        restart=restart,
-        progress=sys.stderr.isatty(),
-    )
+    result = run_train_job(job, registry_url=registry, progress=sys.stderr.isatty())
     typer.echo(
         f"{result.run_id or 'run'}: best val AUC {result.best_val_auc:.4f} at epoch {result.best_epoch} "
         f"({result.epochs_run} epochs on {result.device}) -> {result.out_dir / 'best'}"

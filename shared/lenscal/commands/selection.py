@@ -8,9 +8,16 @@ from typing import Annotated
 
 import typer
 
-from lenscal.device import DEVICE_HELP
-from lenscal.options import TlsCa, TokenFile
-from lenscal.security import client_auth
+from lenscal.commands.options import (
+    Device,
+    InjectorAddress,
+    ModelRef,
+    RegistryUrl,
+    Scorers,
+    TlsCa,
+    TokenFile,
+    services_from,
+)
 
 app = typer.Typer(
     name="grid", help="Selection-function grids: run, compare, show, replay.", no_args_is_help=True
@@ -22,60 +29,54 @@ def run_command(
     grid: Annotated[str, typer.Option(help="Grid name (configs/grids/<name>.yaml) or a YAML file.")],
     hosts: Annotated[Path, typer.Option(help="Shard directory of the hosts (with psfsize_r, psfdepth_r).")],
     out: Annotated[Path, typer.Option(help="Results directory (rerun the same command to resume).")],
-    model: Annotated[
-        str, typer.Option(help="A bundle to score in-process, or with --scorer a model name on it.")
-    ] = "",
-    scorer: Annotated[list[str] | None, typer.Option(help="Scorer host:port (repeat for replicas).")] = None,
-    injector: Annotated[str | None, typer.Option(help="Injector host:port (default: in-process).")] = None,
+    model: ModelRef = "",
+    scorer: Scorers = None,
+    injector: InjectorAddress = None,
     token_file: TokenFile = None,
     tls_ca: TlsCa = None,
+    device: Device = "auto",
+    registry: RegistryUrl = None,
+    preset: Annotated[
+        str, typer.Option(help="full (the grid as written) or one of its presets (demo: 4 per cell).")
+    ] = "full",
     per_cell: Annotated[
         int | None, typer.Option(help="Injections per cell (overrides the grid).", min=1)
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Run seed (overrides the grid).", min=0)] = None,
     run_id: Annotated[str | None, typer.Option(help="Record as this ID (E<NN>-<suffix> or D<NN>).")] = None,
-    device: Annotated[str, typer.Option(help=f"In-process scoring and rendering: {DEVICE_HELP}.")] = "auto",
     chunk_size: Annotated[int, typer.Option(help="Injections per injector/scorer call.", min=1)] = 256,
     force_fpr: Annotated[
         bool, typer.Option("--force-fpr", help="Use FPR thresholds that rest on too few negatives.")
     ] = False,
     restart: Annotated[bool, typer.Option(help="Discard a previous run in --out.")] = False,
-    registry_url: Annotated[str | None, typer.Option(help="Registry database URL.")] = None,
 ) -> None:
     """Inject arcs into the grid's hosts, score them, and write completeness tables, plots and
     a per-injection table; resumable; recorded in the registry with --run-id."""
-    from lenscal.backends import open_injector, open_scorer
-    from lenscal.data.shards import ShardReader
-    from lenscal.registry.ids import check_id, kind_of
-    from lenscal.registry.store import Registry
-    from lenscal.selection.config import load_grid
-    from lenscal.selection.runner import run_recorded
+    from lenscal.jobs.grid import grid_job, run_grid_job
 
-    config = load_grid(grid, per_cell=per_cell, seed=seed)
-    chosen_id = run_id or config.run_id
-    if chosen_id is not None:
-        check_id(kind_of(chosen_id) or "evaluation", chosen_id)  # before any work
-    if not scorer and not model:
-        raise typer.BadParameter("give --model BUNDLE (in-process) or --scorer HOST:PORT")
-    auth = client_auth(token_file, tls_ca)
-    opened = open_scorer(endpoints=scorer, auth=auth) if scorer else open_scorer(model=model, device=device)
-    with opened, open_injector(endpoint=injector, device=device, auth=auth) as inject_with:
-        opened.wait_ready()
-        inject_with.wait_ready()
-        result = run_recorded(
-            config,
-            registry=Registry(registry_url) if chosen_id else None,
-            run_id=chosen_id,
-            hosts=ShardReader(hosts),
-            scorer=opened,
-            injector=inject_with,
-            out=out,
-            model=model if scorer else "",
-            chunk_size=chunk_size,
-            force_fpr=force_fpr,
-            restart=restart,
-            progress=sys.stderr.isatty(),
-        )
+    job = grid_job(
+        grid=grid,
+        hosts=hosts,
+        out=out,
+        preset=preset,
+        per_cell=per_cell,
+        seed=seed,
+        run_id=run_id,
+        chunk_size=chunk_size,
+        force_fpr=force_fpr,
+        restart=restart,
+    )
+    job.config()  # every input checked before any service is opened
+    services = services_from(
+        scorer=scorer,
+        injector=injector,
+        model=model,
+        token_file=token_file,
+        tls_ca=tls_ca,
+        device=device,
+        registry=registry,
+    )
+    result = run_grid_job(job, services, progress=sys.stderr.isatty())
     _print_marginal(out)
     typer.echo(
         f"{result.metrics['injections']} injections in {result.metrics['cells_with_data']} cells -> {out}"
@@ -130,21 +131,20 @@ def replay_command(
     out: Annotated[
         Path | None, typer.Option(help="Where to write .npz and .png (default DIR/replay-N).")
     ] = None,
-    injector: Annotated[str | None, typer.Option(help="Injector host:port (default: in-process).")] = None,
+    injector: InjectorAddress = None,
     token_file: TokenFile = None,
     tls_ca: TlsCa = None,
-    device: Annotated[str, typer.Option(help=f"In-process rendering: {DEVICE_HELP}.")] = "auto",
+    device: Device = "auto",
 ) -> None:
     """Regenerate one injection of a run alone (host, host + arc, arc) from the results
     directory and the hosts; prints its stored row and writes the images."""
     import pandas as pd
 
-    from lenscal.backends import open_injector
     from lenscal.data.shards import ShardReader
     from lenscal.selection.replay import replay, save_replay
 
-    auth = client_auth(token_file, tls_ca)
-    with open_injector(endpoint=injector, device=device, auth=auth) as inject_with:
+    services = services_from(injector=injector, token_file=token_file, tls_ca=tls_ca, device=device)
+    with services.open_injector() as inject_with:
         replayed = replay(directory, number, hosts=ShardReader(hosts), injector=inject_with)
     npz, png = save_replay(replayed, out or directory / f"replay-{number}")
     table = directory / "injections.parquet"

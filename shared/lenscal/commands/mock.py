@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lenscal.data.cli import Scheme
+from lenscal.commands.data import Scheme
 
 app = typer.Typer()
 
