@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from lenscal.errors import LenscalError
-from lenscal.home import lenscal_home
+from lenscal.home import lenscal_home, read_yaml
 from lenscal.validation import validated
 
 ENV = {
@@ -72,12 +72,9 @@ def settings_path() -> Path:
 
 def load_settings() -> FlowSettings:
     path = settings_path()
-    raw: dict[str, object] = {}
-    if path.is_file():
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SettingsError(f"{path}: unreadable ({exc})") from exc
+    raw: dict[str, object] = (
+        read_yaml(path, what="flows settings file", error=SettingsError) if path.is_file() else {}
+    )
     for key, variable in ENV.items():
         value = os.environ.get(variable)
         if value:

@@ -13,14 +13,18 @@ def lenscal_home() -> Path:
 
 
 def config_search_path(kind: str) -> list[Path]:
-    """Where named configs of ``kind`` (grids, diagnostics) are looked up, first match wins:
+    """Where named configs of ``kind`` (diagnostics, grids, injection, surveys, train) are
+    looked up, first match wins:
     $LENSCAL_CONFIGS/<kind>, ./configs/<kind>, then lenscal's source tree (configs/<kind>)."""
     paths = []
     if os.environ.get("LENSCAL_CONFIGS"):
         paths.append(Path(os.environ["LENSCAL_CONFIGS"]) / kind)
     paths.append(Path.cwd() / "configs" / kind)
     paths.append(Path(__file__).resolve().parents[2] / "configs" / kind)
-    return paths
+    unique: dict[Path, Path] = {}
+    for path in paths:  # ./configs is the source tree's when run from the repository
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def find_config(kind: str, name_or_path: str | Path) -> Path | None:
@@ -41,21 +45,28 @@ def locate_config(kind: str, name_or_path: str | Path, *, what: str, error: type
     return path
 
 
-def read_config(
-    kind: str, name_or_path: str | Path, *, what: str, error: type[Exception]
-) -> tuple[Path, dict]:
-    """A named (or given) YAML config of ``kind``: its path and its top-level mapping; a
-    missing, unreadable or non-mapping file is ``error`` naming it."""
+def read_yaml(path: str | Path, *, what: str, error: type[Exception]) -> dict:
+    """The one YAML reader of lenscal's configs (grids, diagnostics, training, priors, survey
+    settings, flow settings, registry snapshots): the file's top-level mapping; a missing,
+    unreadable or non-mapping file is ``error`` naming it. Empty is an empty mapping."""
     import yaml
 
-    path = locate_config(kind, name_or_path, what=what, error=error)
+    path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise error(f"{path}: unreadable {what} ({exc})") from exc
     if not isinstance(raw, dict):
         raise error(f"{path}: a {what} is a mapping of keys, not {type(raw).__name__}")
-    return path, raw
+    return raw
+
+
+def read_config(
+    kind: str, name_or_path: str | Path, *, what: str, error: type[Exception]
+) -> tuple[Path, dict]:
+    """A named (or given) YAML config of ``kind``: its path and its top-level mapping."""
+    path = locate_config(kind, name_or_path, what=what, error=error)
+    return path, read_yaml(path, what=what, error=error)
 
 
 FULL = "full"

@@ -127,14 +127,9 @@ def add(
     url: UrlOption = None,
 ) -> None:
     """Add a record."""
-    snapshot = None
-    if config is not None:
-        import yaml
+    from lenscal.home import read_yaml
 
-        try:
-            snapshot = yaml.safe_load(config.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise RegistryError(f"{config}: unreadable config ({exc})") from exc
+    snapshot = None if config is None else read_yaml(config, what="config", error=RegistryError)
     record = _registry(url).add(
         kind,
         run_id,

@@ -28,7 +28,7 @@ from lenscal.errors import NotFoundError, RequestError, ShardError
 from lenscal.injection.api import InjectResult, PriorDraw, RenderOptions
 from lenscal.injection.hosts import HostBatch, host_moments, hosts_from_shards
 from lenscal.injection.inject import inject
-from lenscal.injection.priors import PRIORS, sample_params
+from lenscal.injection.priors import PRIORS, named_prior, sample_params
 from lenscal.physics import ArcParams, PhysicsError, RenderSpec, render_arcs
 from lenscal.physics.params import example_arc
 from lenscal.rng import noise_seed
@@ -236,9 +236,11 @@ def params_for_draw(
     """One parameter set per host from a built-in prior (injection ``indices`` of the run);
     ``host_shape`` (q, phi) per host conditions the lens (IM2)."""
     count = len(indices)
-    if draw.prior not in PRIORS:
+    prior = named_prior(draw.prior)
+    if prior is None:
         raise NotFoundError(
-            f"prior_draw.prior: unknown prior {draw.prior!r}; built-in priors: {sorted(PRIORS)}"
+            f"prior_draw.prior: unknown prior {draw.prior!r}; built-in priors: {sorted(PRIORS)}, others by "
+            "name in configs/injection"
         )
     theta = [float(draw.theta_e)] if isinstance(draw.theta_e, (int, float)) else list(draw.theta_e)
     if len(theta) == 1:
@@ -259,7 +261,7 @@ def params_for_draw(
         )
     try:
         return sample_params(
-            PRIORS[draw.prior],
+            prior,
             theta,
             psf,
             seed=draw.seed,

@@ -46,15 +46,16 @@ run_d06_corrected_priors.sh records).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.errors import LenscalError
+from lenscal.home import config_search_path, find_config, read_yaml
 from lenscal.physics.params import ArcParams
 from lenscal.rng import injection_rng
 from lenscal.validation import validated
@@ -177,10 +178,7 @@ class InjectionPrior(BaseModel):
     @classmethod
     def from_yaml(cls, path: str | Path) -> InjectionPrior:
         p = Path(path)
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise PriorError(f"{p}: unreadable prior file ({exc})") from exc
+        raw = read_yaml(p, what="prior file", error=PriorError)
         raw.setdefault("name", p.stem)
         return validated(cls, raw, error=PriorError, source=str(p))
 
@@ -310,37 +308,33 @@ def _team_clumps(
     return clumps.tolist(), mix
 
 
-#: Built-in priors by name; files are loaded with InjectionPrior.from_yaml.
-PRIORS: dict[str, InjectionPrior] = {
-    "default": InjectionPrior(name="default"),
-    # The injection engine's defaults before the 2026-02-16 fixes (dhs/injection_engine.py
-    # sample_source_params of 2026-02-13), with which the team ran D01-D05 and E04.
-    "team_d01_d05": InjectionPrior(
-        name="team_d01_d05",
-        source_params=SourcePrior(
-            beta_frac_range=(0.1, 1.0),
-            re_arcsec_range=(0.05, 0.50),
-            n_range=(0.5, 4.0),
-            g_minus_r_mu_sigma=(0.2, 0.25),
-            r_minus_z_mu_sigma=(0.1, 0.25),
-            clumps_prob=0.6,
-            clumps_n_range=(1, 4),
-            clumps_frac_range=(0.15, 0.45),
-            clump_model="team",
-        ),
-    ),
-    # lenscal's earlier stand-in for D05 (today's priors, beta_frac 0.1-1.0): kept so runs
-    # recorded with it can be replayed; team_d01_d05 is what the team ran.
-    "d05_unrestricted_beta": InjectionPrior(
-        name="d05_unrestricted_beta", source_params=SourcePrior(beta_frac_range=(0.1, 1.0))
-    ),
-}
+#: The built-in prior: the schema's defaults, the team's corrected priors of 2026-02-16 (their
+#: injection_priors.yaml). Others are files, by name on the config search path
+#: (configs/injection/<name>.yaml: team_d01_d05, d05_unrestricted_beta) or by path.
+PRIORS: dict[str, InjectionPrior] = {"default": InjectionPrior(name="default")}
+
+
+def named_prior(name: str) -> InjectionPrior | None:
+    """A prior by name only (built-in, or configs/injection/<name>.yaml on the config search
+    path); None when there is none. A service's requests reach priors this way, never by path."""
+    if name in PRIORS:
+        return PRIORS[name]
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) is None:
+        return None
+    found = find_config("injection", name)
+    return None if found is None else InjectionPrior.from_yaml(found)
 
 
 def get_prior(name_or_path: str) -> InjectionPrior:
-    if name_or_path in PRIORS:
-        return PRIORS[name_or_path]
+    """A prior by name (``named_prior``) or a YAML file."""
+    prior = named_prior(name_or_path)
+    if prior is not None:
+        return prior
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return InjectionPrior.from_yaml(path)
-    raise PriorError(f"unknown prior {name_or_path!r}: not a built-in ({sorted(PRIORS)}) nor a YAML file")
+    looked = ", ".join(str(d) for d in config_search_path("injection"))
+    raise PriorError(
+        f"unknown prior {name_or_path!r}: not a built-in ({sorted(PRIORS)}), not in {looked}, "
+        "and not a YAML file"
+    )
