@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from lenscal.rpc.service import SERVICES
+
 from .conftest import REPO
 
 LIBRARY = REPO / "shared" / "lenscal"
-OUTER = {  # packages outside the library: (root folder, package)
-    "lenscal_scorer": REPO / "services" / "scorer" / "lenscal_scorer",
-    "lenscal_injector": REPO / "services" / "injector" / "lenscal_injector",
+OUTER = {  # packages outside the library: the gRPC services of lenscal.rpc.service's table,
+    # the trainer image's entry point and the flows
+    **{s.package: REPO / "services" / name / s.package for name, s in SERVICES.items()},
     "lenscal_trainer": REPO / "services" / "trainer" / "lenscal_trainer",
     "lenscal_flows": REPO / "flows" / "lenscal_flows",
 }
@@ -162,3 +164,9 @@ def test_the_checks_see_real_imports() -> None:
     assert "lenscal.scoring.core" in IMPORTS["lenscal_scorer.servicer"]
     assert "lenscal.preprocess_spec" in IMPORTS["lenscal.scoring.core"]
     assert any(i.startswith("grpc") for i in IMPORTS["lenscal.rpc.status"])
+
+
+def test_every_service_package_exists() -> None:
+    for name, spec in SERVICES.items():
+        assert (OUTER[spec.package] / "__init__.py").is_file(), name
+        assert (REPO / "proto" / spec.proto).is_file(), spec.proto

@@ -13,10 +13,10 @@ from lenscal.models import create_model
 from lenscal.models.bundle import Bundle
 from lenscal.preprocess import PreprocessSpec
 from lenscal.rpc.arrays import decode_batch
+from lenscal.rpc.scorer_codec import override_from_proto
 from lenscal.scoring.core import ScoringCore
 from lenscal_pb.common.v1 import arrays_pb2
 from lenscal_pb.scorer.v1 import scorer_pb2
-from lenscal_scorer.servicer import override_from_proto
 
 FUZZ = settings(max_examples=300, deadline=500, suppress_health_check=[HealthCheck.too_slow])
 

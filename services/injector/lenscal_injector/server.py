@@ -5,22 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import grpc
-
 from lenscal.injection.core import InjectorCore
-from lenscal.logs import configure_logging
-from lenscal.rpc.auth import BearerTokenInterceptor, read_token, server_credentials
-from lenscal.rpc.server import (
-    Admission,
-    add_service,
-    build_server,
-    cap_malloc_arenas,
-    mark_serving,
-    run_until_signalled,
-    start_metrics,
-)
-from lenscal_injector.servicer import SERVICE_NAME, InjectorServicer
-from lenscal_pb.injector.v1 import injector_pb2
+from lenscal.rpc.server import Admission
+from lenscal.rpc.service import ServerOptions, prepare_process, run_service
+from lenscal_injector.servicer import InjectorServicer
 
 log = logging.getLogger("lenscal.injector")
 
@@ -36,28 +24,22 @@ def serve(
     tls_key: str | None = None,
     token_file: str | None = None,
 ) -> None:
-    configure_logging(level=logging.INFO, json_lines=True)
-    cap_malloc_arenas()
+    prepare_process()
     core = InjectorCore(device=device, data_roots=list(data_roots))
     admission = Admission({"requests": max_requests})
-    servicer = InjectorServicer(core, admission)
 
-    def add(server: grpc.Server) -> list[str]:
-        return [add_service(server, servicer, injector_pb2, "Injector")]
+    def warm_up() -> str:
+        core.warm_up()
+        roots = ", ".join(str(r) for r in core.data_roots or []) or "none (shard hosts refused)"
+        log.info("injector warm (device %s; shard roots: %s)", core.device, roots)
+        return f"device={core.device}"
 
-    server, health_servicer, bound = build_server(
-        add,
+    options = ServerOptions(
         host=host,
         port=port,
-        max_workers=admission.threads,
-        interceptors=[BearerTokenInterceptor(read_token(token_file))] if token_file else [],
-        credentials=server_credentials(tls_cert, tls_key),
+        metrics_port=metrics_port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        token_file=token_file,
     )
-    start_metrics(metrics_port, host)
-    server.start()
-    core.warm_up()  # health says NOT_SERVING until the renderer has run once
-    mark_serving(health_servicer, [SERVICE_NAME])
-    roots = ", ".join(str(r) for r in core.data_roots or []) or "none (shard hosts refused)"
-    log.info("injector serving on %s:%d (device %s; shard roots: %s)", host, bound, core.device, roots)
-    print(f"lenscal injector listening on {host}:{bound} device={core.device}", flush=True)
-    run_until_signalled(server, health_servicer, [SERVICE_NAME])
+    run_service("injector", InjectorServicer(core, admission), admission, options, warm_up=warm_up)

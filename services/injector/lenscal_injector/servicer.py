@@ -4,7 +4,6 @@ it, and lets the core stop between chunks once the caller left or its deadline p
 
 from __future__ import annotations
 
-import io
 import time
 
 import grpc
@@ -14,13 +13,12 @@ from lenscal.errors import RequestError
 from lenscal.injection.core import MAX_PER_CALL, InjectorCore
 from lenscal.injection.hosts import HostBatch
 from lenscal.rpc.arrays import decode_batch, encode_batch, wire_dtype
+from lenscal.rpc.injector_codec import draw_from_proto, options_from_proto, params_from_proto, truth_to_bytes
 from lenscal.rpc.server import MAX_REPLY_BYTES, Admission
 from lenscal.rpc.status import rpc_errors
 from lenscal.survey import BANDS, CUTOUT_SIZE
-from lenscal_injector.convert import draw_from_proto, options_from_proto, params_from_proto
 from lenscal_pb.injector.v1 import injector_pb2, injector_pb2_grpc
 
-SERVICE_NAME = "lenscal.injector.v1.Injector"
 REQUESTS = Counter("lenscal_injector_requests_total", "RPCs handled", ["rpc", "outcome"])
 INJECTIONS = Counter("lenscal_injector_arcs_total", "Arcs rendered")
 LATENCY = Histogram("lenscal_injector_seconds", "RPC wall time", ["rpc"])
@@ -80,12 +78,10 @@ class InjectorServicer(injector_pb2_grpc.InjectorServicer):
                 return_arcs=request.return_arcs,
                 should_stop=lambda: not context.is_active(),
             )
-        buffer = io.BytesIO()
-        result.truth.to_parquet(buffer, index=False)
         INJECTIONS.inc(len(result.images))
         response = injector_pb2.InjectResponse(
             injected=encode_batch(result.images, dtype=out_dtype, ids=hosts.ids or None),
-            truth_parquet=buffer.getvalue(),
+            truth_parquet=truth_to_bytes(result.truth),
         )
         if result.arcs is not None:
             response.arcs.CopyFrom(encode_batch(result.arcs, dtype=out_dtype))

@@ -12,23 +12,11 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
 from lenscal.errors import LenscalError
-from lenscal.logs import configure_logging
-from lenscal.rpc.auth import BearerTokenInterceptor, read_token, server_credentials
-from lenscal.rpc.server import (
-    Admission,
-    add_service,
-    build_server,
-    cap_malloc_arenas,
-    mark_serving,
-    run_until_signalled,
-    start_metrics,
-)
+from lenscal.rpc.server import Admission
+from lenscal.rpc.service import ServerOptions, prepare_process, run_service
 from lenscal.scoring.local import load_core, model_names
-from lenscal_pb.scorer.v1 import scorer_pb2
-from lenscal_scorer.servicer import SERVICE_NAME, ScorerServicer, observe_batch
+from lenscal_scorer.servicer import ScorerServicer, observe_batch
 
 log = logging.getLogger("lenscal.scorer")
 
@@ -85,8 +73,7 @@ def serve(options: ScorerOptions) -> None:
 
 
 def _serve_one(options: ScorerOptions, index: int) -> None:
-    configure_logging(level=logging.INFO, json_lines=True)
-    cap_malloc_arenas()
+    prepare_process()
     core = load_core(
         options.models,
         engine=options.engine,
@@ -97,36 +84,25 @@ def _serve_one(options: ScorerOptions, index: int) -> None:
         max_queue=options.max_queue,
         on_batch=observe_batch,
     )
-    admission = Admission(
-        {"unary": options.max_unary, "streams": options.max_streams},
-        retry_after_s=0.5,
-    )
+    admission = Admission({"unary": options.max_unary, "streams": options.max_streams}, retry_after_s=0.5)
     servicer = ScorerServicer(core, admission, stream_idle_timeout_s=options.stream_idle_timeout_s)
 
-    def add(server: grpc.Server) -> list[str]:
-        return [add_service(server, servicer, scorer_pb2, "Scorer")]
+    def warm_up() -> str:
+        core.warm_up()
+        infos = core.model_info()
+        for info in infos:
+            log.info("model %s warm (%s on %s)", info.name, info.engine, info.device)
+        devices = ",".join(sorted({i.device for i in infos}))
+        engines = ",".join(sorted({i.engine for i in infos}))
+        return f"worker={index} models={','.join(core.engines)} engine={engines} device={devices}"
 
-    interceptors = [BearerTokenInterceptor(read_token(options.token_file))] if options.token_file else []
-    server, health_servicer, bound = build_server(
-        add,
+    server = ServerOptions(
         host=options.host,
         port=options.port,
-        max_workers=admission.threads,
+        metrics_port=options.metrics_port + index if options.metrics_port else 0,
+        tls_cert=options.tls_cert,
+        tls_key=options.tls_key,
+        token_file=options.token_file,
         reuse_port=options.workers > 1,
-        interceptors=interceptors,
-        credentials=server_credentials(options.tls_cert, options.tls_key),
     )
-    start_metrics(options.metrics_port + index if options.metrics_port else 0, options.host)
-    server.start()
-    core.warm_up()
-    for info in core.model_info():
-        log.info("model %s warm (%s on %s)", info.name, info.engine, info.device)
-    mark_serving(health_servicer, [SERVICE_NAME])
-    devices = ",".join(sorted({i.device for i in core.model_info()}))
-    engines = ",".join(sorted({i.engine for i in core.model_info()}))
-    print(
-        f"lenscal scorer listening on {options.host}:{bound} worker={index} models={','.join(core.engines)} "
-        f"engine={engines} device={devices}",
-        flush=True,
-    )
-    run_until_signalled(server, health_servicer, [SERVICE_NAME], drain=servicer.drain)
+    run_service("scorer", servicer, admission, server, warm_up=warm_up, drain=servicer.drain)

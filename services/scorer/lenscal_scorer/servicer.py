@@ -1,42 +1,31 @@
 """The Scorer servicer: a thin gRPC adapter over lenscal.scoring.core.ScoringCore. It decodes
-messages, hands the cutouts to the core, waits within the call's deadline and encodes the
-reply; every rule (models, overrides, value policy, drain) lives in the core, every status
-code in lenscal.rpc.status.
+messages (lenscal.rpc.scorer_codec), hands the cutouts to the core, waits within the call's
+deadline and encodes the reply; every rule (models, overrides, value policy, drain) lives in
+the core, every status code in lenscal.rpc.status.
 
 Calls are admitted per kind (unary, streams; lenscal.rpc.server.Admission), so idle or slow
-clients cannot take the threads health checks and other calls need. A stream keeps at most
-STREAM_WINDOW messages accepted ahead of its replies; when its client leaves, its deadline
-passes, it stays idle past the idle timeout, or the server drains, its reader stops and
-every accepted-but-unanswered message is cancelled before any compute."""
+clients cannot take the threads health checks and other calls need. A stream is served by
+lenscal.rpc.windowing: at most STREAM_WINDOW messages accepted ahead of their replies, and
+every accepted-but-unanswered message cancelled before any compute when the call ends."""
 
 from __future__ import annotations
 
 import concurrent.futures
-import queue
-import threading
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import grpc
-import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from lenscal.errors import NotReadyError
-from lenscal.preprocess_spec import PreprocessOverride
-from lenscal.rpc.arrays import decode_batch
+from lenscal.rpc.scorer_codec import model_info_to_proto, override_from_proto, request_cutouts, score_response
 from lenscal.rpc.server import Admission, seconds_left
 from lenscal.rpc.status import rpc_errors, rpc_stream_errors, status_for
-from lenscal.scoring.api import ModelInfo, sigmoid
+from lenscal.rpc.windowing import windowed_stream
 from lenscal.scoring.batcher import deadline_from
 from lenscal.scoring.core import MAX_PER_SUBMISSION, ScoringCore, Submission
 from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
-SERVICE_NAME = "lenscal.scorer.v1.Scorer"
 #: Messages of one stream accepted ahead of their replies.
 STREAM_WINDOW = 16
-#: How often a waiting stream looks at its client, the idle clock and the drain flag, s.
-STREAM_POLL_S = 0.25
 
 REQUESTS = Counter("lenscal_scorer_requests_total", "Score messages handled", ["rpc", "code"])
 CUTOUTS = Counter("lenscal_scorer_cutouts_total", "Cutouts scored")
@@ -80,89 +69,24 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         self, request_iterator: Iterator[scorer_pb2.ScoreRequest], context: grpc.ServicerContext
     ) -> Iterator[scorer_pb2.ScoreResponse]:
         with self.admission.enter("streams"):
-            yield from self._stream(request_iterator, context)
-
-    def _stream(
-        self, request_iterator: Iterator[scorer_pb2.ScoreRequest], context: grpc.ServicerContext
-    ) -> Iterator[scorer_pb2.ScoreResponse]:
-        # Requests are submitted as they arrive (a reader thread), replies go out in order.
-        pending: queue.Queue[Any] = queue.Queue(maxsize=STREAM_WINDOW)
-        stop = threading.Event()
-        done = object()
-        accepted = _Accepted()
-
-        def offer(item: Any) -> bool:
-            while not stop.is_set():
-                try:
-                    pending.put(item, timeout=STREAM_POLL_S)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def read() -> None:
-            try:
-                for request in request_iterator:
-                    if stop.is_set():
-                        return
-                    item = (request, *self._submit(request, context))
-                    accepted.add(item[1])
-                    if not offer(item):
-                        item[1].future.cancel()
-                        return
-            except Exception as exc:
-                offer(exc)
-            offer(done)
-
-        def end() -> None:  # the client left or its deadline passed: drop its work at once
-            stop.set()
-            accepted.cancel_all()
-
-        if not context.add_callback(end):
-            end()
-        threading.Thread(target=read, name="lenscal-stream-reader", daemon=True).start()
-        last_activity = time.monotonic()
-        try:
-            while True:
-                try:
-                    item = pending.get(timeout=STREAM_POLL_S)
-                except queue.Empty:
-                    if stop.is_set() or not context.is_active():
-                        return
-                    if self.core.draining:
-                        raise NotReadyError(
-                            "the scorer is draining; resend unanswered messages elsewhere"
-                        ) from None
-                    if time.monotonic() - last_activity > self.stream_idle_timeout_s:
-                        raise TimeoutError(
-                            f"no message for {self.stream_idle_timeout_s:g} s: the stream is closed"
-                        ) from None
-                    continue
-                if item is done:
-                    return
-                if isinstance(item, Exception):
-                    raise item
-                request, submission, ids = item
-                reply = self._reply(submission, ids, request, context, "ScoreStream")
-                accepted.discard(submission)
-                yield reply
-                last_activity = time.monotonic()
-        finally:
-            stop.set()
-            accepted.cancel_all()
-            while True:  # whatever was accepted but not answered is dropped before compute
-                try:
-                    left = pending.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(left, tuple):
-                    left[1].future.cancel()
+            yield from windowed_stream(
+                request_iterator,
+                context,
+                accept=lambda request: (*self._submit(request, context), request),
+                answer=lambda request, work: self._reply(work[0], work[1], request, context, "ScoreStream"),
+                cancel=lambda work: work[0].future.cancel(),
+                window=STREAM_WINDOW,
+                idle_timeout_s=self.stream_idle_timeout_s,
+                draining=lambda: self.core.draining,
+            )
 
     @rpc_errors
     def GetModelInfo(
         self, request: scorer_pb2.ModelInfoRequest, context: grpc.ServicerContext
     ) -> scorer_pb2.ModelInfoResponse:
-        return scorer_pb2.ModelInfoResponse(models=[_info(m) for m in self.core.model_info(request.model)])
+        return scorer_pb2.ModelInfoResponse(
+            models=[model_info_to_proto(m) for m in self.core.model_info(request.model)]
+        )
 
     def drain(self, timeout_s: float) -> None:
         self.core.drain(timeout_s)
@@ -174,9 +98,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
     ) -> tuple[Submission, list[str]]:
         _, engine = self.core.engine(request.model)  # an unknown model is NOT_FOUND before decoding
         channels, size, _ = self.core.input_shape(engine, request.preprocessed)
-        cutouts, ids = decode_batch(
-            request.batch, field="batch", channels=channels, size=size, max_count=MAX_PER_SUBMISSION
-        )
+        cutouts, ids = request_cutouts(request, channels=channels, size=size, max_count=MAX_PER_SUBMISSION)
         submission = self.core.submit(
             cutouts,
             model=request.model,
@@ -210,64 +132,11 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
             raise
         CUTOUTS.inc(len(logits))
         REQUESTS.labels(rpc, "OK").inc()
-        response = scorer_pb2.ScoreResponse(
-            probabilities=sigmoid(logits).astype(np.float32).tolist(),
-            logits=logits.tolist(),
+        return score_response(
+            logits,
+            embeddings,
             ids=ids,
             model_id=submission.model_id,
-            request_tag=request.request_tag,
-            preprocess_spec_json=submission.spec.to_json() if submission.spec is not None else "",
+            tag=request.request_tag,
+            spec=submission.spec,
         )
-        if embeddings is not None:
-            response.embeddings = np.ascontiguousarray(embeddings, dtype="<f4").tobytes()
-            response.embedding_dim = embeddings.shape[1]
-        return response
-
-
-class _Accepted:
-    """A stream's submissions not yet answered, so the end of the call cancels all of them at
-    once (from gRPC's callback thread) instead of one by one as the handler gets to them."""
-
-    def __init__(self) -> None:
-        self._items: set[concurrent.futures.Future[Any]] = set()
-        self._lock = threading.Lock()
-
-    def add(self, submission: Submission) -> None:
-        with self._lock:
-            self._items.add(submission.future)
-
-    def discard(self, submission: Submission) -> None:
-        with self._lock:
-            self._items.discard(submission.future)
-
-    def cancel_all(self) -> None:
-        with self._lock:
-            items, self._items = self._items, set()
-        for future in items:
-            future.cancel()
-
-
-def override_from_proto(request: scorer_pb2.ScoreRequest) -> PreprocessOverride | None:
-    """The fields the caller set in ``preprocess_override`` (None when none)."""
-    message = request.preprocess_override
-    changes = {f: getattr(message, f) for f in PreprocessOverride.model_fields if message.HasField(f)}
-    return PreprocessOverride(**changes) if changes else None
-
-
-def _info(model: ModelInfo) -> scorer_pb2.ModelInfo:
-    channels, height, width = model.input_shape
-    return scorer_pb2.ModelInfo(
-        name=model.name,
-        model_id=model.model_id,
-        architecture=model.architecture,
-        channels=channels,
-        height=height,
-        width=width,
-        preprocess_spec_json=model.spec.to_json(),
-        embedding_dim=model.embedding_dim,
-        engine=model.engine,
-        device=model.device,
-        weights_sha256=model.weights_sha256,
-        is_default=model.is_default,
-        bundle_sha256=model.bundle_sha256,
-    )

@@ -4,14 +4,12 @@ result does not depend on the cut); arrays and tables come back as arrays and ta
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
 import numpy as np
-import pandas as pd
 
 from lenscal.injection.api import (
     InjectResult,
@@ -21,10 +19,11 @@ from lenscal.injection.api import (
     concat_results,
     split_inject,
 )
-from lenscal.physics import PARAM_NAMES, ArcParams
+from lenscal.physics import ArcParams
 from lenscal.rpc.arrays import decode_batch, encode_batch, wire_code
 from lenscal.rpc.auth import token_metadata
 from lenscal.rpc.health import wait_serving
+from lenscal.rpc.injector_codec import draw_to_proto, options_to_proto, params_to_proto, truth_from_bytes
 from lenscal.rpc.server import CHANNEL_OPTIONS
 from lenscal.rpc.status import as_lenscal_errors
 from lenscal_pb.injector.v1 import injector_pb2, injector_pb2_grpc
@@ -64,10 +63,10 @@ class GrpcInjector:
         parts = []
         for start in range(0, len(params), per_message):
             request = injector_pb2.RenderRequest(
-                params=_arc_messages(params.slice(start, start + per_message)),
+                params=params_to_proto(params.slice(start, start + per_message)),
                 height=size,
                 width=size,
-                options=_options(options),
+                options=options_to_proto(options),
                 return_dtype=self.return_dtype,
                 indices=range(start, min(start + per_message, len(params))),
             )
@@ -92,7 +91,7 @@ class GrpcInjector:
             hosts, params=params, draw=draw, ids=ids, indices=indices, per_piece=self.per_message
         ):
             request = injector_pb2.InjectRequest(
-                options=_options(options), return_dtype=self.return_dtype, return_arcs=return_arcs
+                options=options_to_proto(options), return_dtype=self.return_dtype, return_arcs=return_arcs
             )
             if isinstance(piece.hosts, ShardRows):
                 request.shard_hosts.shard_dir = str(piece.hosts.shard_dir)
@@ -100,16 +99,16 @@ class GrpcInjector:
             else:
                 request.host_batch.CopyFrom(encode_batch(piece.hosts, ids=piece.ids))
             if piece.params is not None:
-                request.params.extend(_arc_messages(piece.params))
+                request.params.extend(params_to_proto(piece.params))
                 request.injection_indices.extend(piece.indices)
             if piece.draw is not None:
-                _draw_message(request.prior_draw, piece.draw, piece.indices)
+                draw_to_proto(request.prior_draw, piece.draw, piece.indices)
             with as_lenscal_errors():
                 reply = self.stub.Inject(request, timeout=self.timeout_s, metadata=self._metadata)
             results.append(
                 InjectResult(
                     images=np.array(decode_batch(reply.injected, field="injected")[0]),
-                    truth=pd.read_parquet(io.BytesIO(reply.truth_parquet)),
+                    truth=truth_from_bytes(reply.truth_parquet),
                     arcs=np.array(decode_batch(reply.arcs, field="arcs")[0]) if return_arcs else None,
                 )
             )
@@ -123,34 +122,3 @@ class GrpcInjector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _options(options: RenderOptions | None) -> injector_pb2.RenderOptions:
-    return injector_pb2.RenderOptions(**(options or RenderOptions()).model_dump(exclude_none=True))
-
-
-def _draw_message(message: injector_pb2.PriorDraw, draw: PriorDraw, indices: Sequence[int]) -> None:
-    message.prior, message.seed, message.cell = draw.prior, draw.seed, draw.cell
-    message.condition_on_host = draw.condition_on_host
-    message.indices.extend(int(i) for i in indices)
-    thetas = [draw.theta_e] if isinstance(draw.theta_e, (int, float)) else list(draw.theta_e)
-    message.theta_e.extend(float(t) for t in thetas)
-    if draw.psf_fwhm is not None:
-        block = np.asarray(draw.psf_fwhm, dtype=np.float64)
-        message.psf_fwhm_g.extend(block[:, 0].tolist())
-        message.psf_fwhm_r.extend(block[:, 1].tolist())
-        message.psf_fwhm_z.extend(block[:, 2].tolist())
-
-
-def _arc_messages(params: ArcParams) -> list[injector_pb2.ArcParams]:
-    messages = [
-        injector_pb2.ArcParams(**{name: float(record[name]) for name in PARAM_NAMES})  # type: ignore[arg-type]
-        for record in params.records()
-    ]
-    if params.clumps is not None:
-        for message, row in zip(messages, params.clump_records(), strict=True):
-            message.clumps.extend(
-                injector_pb2.Clump(dx=c[0], dy=c[1], sigma=c[2], fraction=c[3]) for c in row["clumps"]
-            )
-            message.clump_mix = row["clump_mix"]
-    return messages

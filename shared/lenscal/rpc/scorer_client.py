@@ -20,14 +20,13 @@ from typing import Any
 import grpc
 import numpy as np
 
-from lenscal.preprocess_spec import PreprocessOverride, PreprocessSpec
-from lenscal.rpc.arrays import encode_batch
+from lenscal.preprocess_spec import PreprocessOverride
 from lenscal.rpc.auth import token_metadata
 from lenscal.rpc.health import wait_serving
+from lenscal.rpc.scorer_codec import model_info_from_proto, score_request, score_result
 from lenscal.rpc.server import CHANNEL_OPTIONS
 from lenscal.rpc.status import RETRY_AFTER_KEY, RETRYABLE, as_lenscal_errors
 from lenscal.scoring.api import ModelInfo, Progress, ScoreResult
-from lenscal.survey import FLOAT16_MAX
 from lenscal_pb.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
 #: Seconds a replica that answered UNAVAILABLE or CANCELLED is passed over.
@@ -123,22 +122,7 @@ class GrpcScorer:
             reply = self._stub()[1].GetModelInfo(
                 scorer_pb2.ModelInfoRequest(model=model), timeout=self.timeout_s, metadata=self._metadata
             )
-        return [
-            ModelInfo(
-                name=m.name,
-                model_id=m.model_id,
-                architecture=m.architecture,
-                input_shape=(m.channels, m.height, m.width),
-                spec=PreprocessSpec.from_json(m.preprocess_spec_json),
-                embedding_dim=m.embedding_dim,
-                engine=m.engine,
-                device=m.device,
-                weights_sha256=m.weights_sha256,
-                is_default=m.is_default,
-                bundle_sha256=m.bundle_sha256,
-            )
-            for m in reply.models
-        ]
+        return [model_info_from_proto(m) for m in reply.models]
 
     def _requests(
         self,
@@ -150,26 +134,18 @@ class GrpcScorer:
         return_embeddings: bool,
         ids: Sequence[str] | None,
     ) -> Iterator[scorer_pb2.ScoreRequest]:
-        changes = override.model_dump(exclude_none=True) if override is not None else {}
         for tag, start in enumerate(range(0, len(images), self.per_message)):
             block = images[start : start + self.per_message]
-            dtype: Any = np.float16
-            finite = block[np.isfinite(block)]
-            if self.wire_dtype == "float32" or (finite.size and np.abs(finite).max() > FLOAT16_MAX):
-                dtype = np.float32  # float16 would overflow: send this message as float32
-            batch = encode_batch(
-                block, dtype=dtype, ids=list(ids[start : start + len(block)]) if ids is not None else None
-            )
-            request = scorer_pb2.ScoreRequest(
+            yield score_request(
+                block,
                 model=model,
-                batch=batch,
                 preprocessed=preprocessed,
+                override=override,
                 return_embeddings=return_embeddings,
-                request_tag=tag,
+                ids=ids[start : start + len(block)] if ids is not None else None,
+                tag=tag,
+                float32=self.wire_dtype == "float32",
             )
-            for key, value in changes.items():
-                setattr(request.preprocess_override, key, float(value))
-            yield request
 
     # --- scoring -------------------------------------------------------------------------
 
@@ -209,7 +185,7 @@ class GrpcScorer:
                         replies.append(reply)
                         if progress is not None:
                             progress(len(reply.logits))
-        return _result(replies, return_embeddings)
+        return score_result(replies, return_embeddings)
 
     def _stream(self, requests: list[scorer_pb2.ScoreRequest], lanes: int, progress: Any) -> list[Any]:
         """Split the messages over ``lanes`` bidirectional streams (one per channel); a lane
@@ -250,18 +226,3 @@ class GrpcScorer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _result(replies: list[scorer_pb2.ScoreResponse], return_embeddings: bool) -> ScoreResult:
-    if not replies:
-        return ScoreResult(np.empty(0, np.float32), np.empty(0, np.float32), None, "")
-    logits = np.concatenate([np.asarray(r.logits, dtype=np.float32) for r in replies])
-    probabilities = np.concatenate([np.asarray(r.probabilities, dtype=np.float32) for r in replies])
-    embeddings = None
-    if return_embeddings:
-        embeddings = np.concatenate(
-            [np.frombuffer(r.embeddings, dtype="<f4").reshape(-1, r.embedding_dim) for r in replies]
-        )
-    spec_json = replies[0].preprocess_spec_json
-    spec = PreprocessSpec.from_json(spec_json) if spec_json else None
-    return ScoreResult(logits, probabilities, embeddings, replies[0].model_id, spec)
