@@ -15,12 +15,13 @@ PROTO_STAMP := shared/lenscal_pb/.generated
 PYTEST_ARGS ?=
 DEMO_OUT ?= demo-output
 
-.PHONY: help venv proto test test-unit test-e2e lint demo bench bench-gpu clean images up down smoke
+.PHONY: help venv proto test test-unit test-e2e lint docs demo bench bench-gpu clean images up down smoke
 
 help:
 	@echo "make demo   - set up and run the demo on embedded defaults (writes $(DEMO_OUT)/)"
 	@echo "make test   - set up, lint, and run the whole test suite"
 	@echo "make lint   - ruff + mypy"
+	@echo "make docs   - the CLI reference from --help, then the site (mkdocs build --strict)"
 	@echo "make bench  - benchmarks in bench/ (not part of the tests); make bench-gpu on a GPU machine"
 	@echo "make images - build the container images (deploy/Dockerfile); make up / make down"
 	@echo "make smoke  - the container smoke test (deploy/smoke-test.sh; SMOKE_ARGS for CI options)"
@@ -45,6 +46,11 @@ lint: $(PROTO_STAMP)
 	$(BIN)/mypy
 	$(BIN)/hadolint deploy/Dockerfile
 
+# The CLI reference is generated from --help; --strict makes a broken link fail the build.
+docs: $(PROTO_STAMP)
+	$(BIN)/python docs/make_cli_reference.py
+	$(BIN)/mkdocs build --strict --quiet
+
 test-unit: $(PROTO_STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
@@ -52,6 +58,7 @@ test-e2e: $(PROTO_STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test: lint $(PROTO_STAMP)
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(PROTO_STAMP)

@@ -87,7 +87,7 @@ def lenstronomy_arcs(params: ArcParams, spec: RenderSpec, supersample: int | Non
 
 
 def random_params(n: int, seed: int) -> ArcParams:
-    """Draws over the team's prior ranges (DOMAIN.md), bright enough to compare shapes."""
+    """Draws over the team's prior ranges (docs/science.md), bright enough to compare shapes."""
     rng = np.random.default_rng(seed)
     theta_e = rng.uniform(0.5, 3.0, n)
     beta = np.sqrt(rng.uniform(0.1**2, 1.0**2, n)) * theta_e

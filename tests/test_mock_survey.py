@@ -16,7 +16,7 @@ from lenscal.data.splits import check_splits
 from lenscal.injection import host_pool
 from lenscal.mock import make_mock_survey
 
-# Outer-ring (r >= 45 px) robust sigma of the real DR10 cutouts, nmgy (DOMAIN.md).
+# Outer-ring (r >= 45 px) robust sigma of the real DR10 cutouts, nmgy (docs/science.md, "Survey conventions").
 REAL_SIGMA = {"g": (0.0012, 0.0027), "r": (0.0023, 0.0050), "z": (0.0052, 0.0115)}
 
 

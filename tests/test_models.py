@@ -9,7 +9,7 @@ import torch
 
 from lenscal.models import MODELS, ModelError, create_model, parameter_count
 
-#: The team's published sizes (DOMAIN.md): the registry must keep stating them. A new
+#: The team's published sizes (docs/science.md): the registry must keep stating them. A new
 #: architecture needs no entry here: its own declared size is checked below.
 COUNTS = {"efficientnet_v2_s": 20_178_769, "bottlenecked_resnet": 195_589, "resnet18": 11_177_025}
 

@@ -6,7 +6,7 @@ from lenscal.survey import m5_from_psfdepth, pixel_noise_sigma, psf_sigma_pixels
 
 
 def test_pixel_noise_matches_domain_example() -> None:
-    # DOMAIN.md: m5 = 23.5, FWHM 1.2" -> sigma_pix ~ 0.0115 nmgy.
+    # docs/science.md, "Survey conventions": m5 = 23.5, FWHM 1.2" -> sigma_pix ~ 0.0115 nmgy.
     assert pixel_noise_sigma(psfdepth_from_m5(23.5), 1.2) == pytest.approx(0.0115, abs=5e-5)
 
 

@@ -87,12 +87,19 @@ def apply_preset(raw: dict, preset: str, *, source: str, error: type[Exception])
     if preset not in presets:
         known = ", ".join([FULL, *presets])
         raise error(f"{source}: preset {preset!r} is not one of its presets ({known})")
-    for key, value in presets[preset].items():
-        section, *path = str(key).split(".")
+    return merge_dotted(raw, presets[preset])
+
+
+def merge_dotted(raw: dict, changes: dict) -> dict:
+    """``raw`` with ``changes`` merged in, a dotted key (``train.epochs``) reaching into
+    sections: the one override rule of presets and ``--set section.key=value``."""
+    raw = dict(raw)
+    for key, value in changes.items():
+        path = str(key).split(".")
         target = raw
-        for name in [section, *path][:-1]:
+        for name in path[:-1]:
             nested = target.get(name)
             target[name] = dict(nested) if isinstance(nested, dict) else {}
             target = target[name]
-        target[[section, *path][-1]] = value
+        target[path[-1]] = value
     return raw

@@ -151,18 +151,32 @@ def claim(
     *,
     what: str = "run",
     error: type[Exception] = LenscalError,
+    identity: dict[str, object] | None = None,
 ) -> None:
     """``out`` for the run of definition hash ``digest``: free, or holding that run (its
-    ``record`` file says so). Another run's directory is ``error``, never resumed into."""
+    ``record`` file says so). Another run's directory is ``error``, never resumed into;
+    with ``identity`` (what ``digest`` hashes) the message names the keys that differ."""
     path = Path(out) / record
     if not path.exists():
         return
     previous = recorded_hash(path)
-    if previous != digest:
-        raise error(
-            f"{out}: holds a {what} of another definition ({str(previous)[:12]}, this one {digest[:12]}); "
-            "choose another --out, or --restart to discard it"
-        )
+    if previous == digest:
+        return
+    differing = ""
+    if identity is not None:
+        try:
+            theirs = json.loads(path.read_text())
+        except (OSError, ValueError):
+            theirs = {}
+        mine = json.loads(canonical_json(identity))
+        changed = sorted(k for k in mine if not isinstance(theirs, dict) or theirs.get(k) != mine[k])
+        if previous is None and not changed:
+            return  # written before records carried their hash: the same run by its fields
+        differing = f" (other {', '.join(changed)})" if changed else ""
+    raise error(
+        f"{out}: holds a {what} of another definition{differing} ({str(previous)[:12]}, this one "
+        f"{digest[:12]}); choose another --out, or --restart to discard it"
+    )
 
 
 def results_directory(out: str | os.PathLike[str]) -> Path:

@@ -28,30 +28,46 @@ from lenscal.security import TLS_CA_ENV, TOKEN_ENV
 
 TokenFile = Annotated[
     Path | None,
-    typer.Option("--token-file", envvar=TOKEN_ENV, help="Bearer token file for the services."),
+    typer.Option(
+        "--token-file", envvar=TOKEN_ENV, metavar="FILE", help="Bearer token file for the services."
+    ),
 ]
 TlsCa = Annotated[
     Path | None,
-    typer.Option("--tls-ca", envvar=TLS_CA_ENV, help="PEM CA certificate of TLS services (none: plain TCP)."),
+    typer.Option(
+        "--tls-ca",
+        envvar=TLS_CA_ENV,
+        metavar="FILE",
+        help="PEM CA certificate of TLS services (none: plain TCP).",
+    ),
 ]
 Scorers = Annotated[
     list[str] | None,
     typer.Option(
-        "--scorer", help="Scorer service host:port; repeat for replicas (round-robin). None: in-process."
+        "--scorer",
+        metavar="HOST:PORT",
+        help="Scorer service host:port; repeat for replicas (round-robin). None: in-process.",
     ),
 ]
 EndpointAlias = Annotated[
     list[str] | None,
-    typer.Option("--endpoint", hidden=True, help="Deprecated: the old spelling of --scorer."),
+    typer.Option(
+        "--endpoint", hidden=True, metavar="HOST:PORT", help="Deprecated: the old spelling of --scorer."
+    ),
 ]
 InjectorAddress = Annotated[
     str | None,
-    typer.Option("--injector", help="Injector service host:port (default: render in this process)."),
+    typer.Option(
+        "--injector",
+        metavar="HOST:PORT",
+        help="Injector service host:port (default: render in this process).",
+    ),
 ]
 ModelRef = Annotated[
     str,
     typer.Option(
         "--model",
+        metavar="BUNDLE|RUN_ID|NAME",
         help="A bundle directory or a training run ID/alias in the registry; with --scorer, a model "
         "name the scorer serves (default: its first).",
     ),
@@ -60,16 +76,20 @@ ModelRefs = Annotated[
     list[str] | None,
     typer.Option(
         "--model",
+        metavar="BUNDLE|RUN_ID|NAME",
         help="A bundle directory or a training run ID/alias (repeat for several); with --scorer, a "
         "model name the scorer serves.",
     ),
 ]
-Device = Annotated[str, typer.Option("--device", help=f"In-process scoring and rendering: {DEVICE_HELP}.")]
+Device = Annotated[
+    str, typer.Option("--device", metavar="DEVICE", help=f"In-process scoring and rendering: {DEVICE_HELP}.")
+]
 RegistryUrl = Annotated[
     str | None,
     typer.Option(
         "--registry",
         "--registry-url",
+        metavar="URL",
         help="Registry database URL (default: $LENSCAL_REGISTRY_URL, else SQLite in $LENSCAL_HOME).",
     ),
 ]

@@ -1,6 +1,6 @@
 """Diagnostic definitions: a YAML file in configs/diagnostics (or any path) naming the run's
 registry ID, its steps in order (each a registered check with its parameters) and presets
-that change parameters for smaller runs. D05 is "steps 1-10 of DOMAIN.md" in one file; a
+that change parameters for smaller runs. D05 is the team's steps 1-10 (docs/science.md) in one file; a
 new D08 is a new file.
 
     id: D05

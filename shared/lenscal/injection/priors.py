@@ -5,7 +5,7 @@ own generator (lenscal.rng.injection_rng, keyed by ``(s, c, i)``), so any
 single injection can be regenerated alone, and adding cells never shifts another cell's
 draws. Conventions of the drawn parameters: see lenscal.physics.params.
 
-Definitions (from the team's engine, dhs/injection_engine.py, and DOMAIN.md). Where the
+Definitions (from the team's engine, dhs/injection_engine.py, and docs/science.md). Where the
 team's file could be read two ways, the default is what the team's engine did, and the
 other reading is a named option:
 - source r mag U(r_mag_range); g = r + N(g-r); z = r - N(r-z);

@@ -4,7 +4,7 @@
 Ranges (DR10-like): r-band PSF FWHM 0.8-2.0" (g x1.02-1.12, z x0.86-0.98); 5-sigma
 point-source depths g 24.1-24.7, r 23.5-24.1, z 22.75-23.35 AB, which with the correlated
 coadd noise of lenscal.mock.images give outer-ring robust sigma inside the ranges measured
-on real DR10 cutouts (DOMAIN.md). Positives sit on LRG-like hosts (DEV, red, bright);
+on real DR10 cutouts (docs/science.md). Positives sit on LRG-like hosts (DEV, red, bright);
 negatives are 85% random galaxies (pool N1) and 15% hard confusers (pool N2: rings,
 spirals, mergers).
 """

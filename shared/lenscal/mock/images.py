@@ -6,7 +6,7 @@ Gaussian noise of ``lenscal.survey.correlated_noise_sigma(psfdepth, psfsize, 0.7
 smoothed by a unit-sum Gaussian of 0.7 px (coadd resampling), so that a point source's
 PSF-weighted flux has exactly the variance ``1 / psfdepth`` its columns state (tested),
 while the per-pixel sigma is ``0.40 x`` that white sigma, which is how real DR10 coadds land
-in the outer-ring sigma ranges of DOMAIN.md. Binning hosts by depth bins them by noise.
+in the outer-ring sigma ranges of docs/science.md. Binning hosts by depth bins them by noise.
 
 Positives use a clumpier, brighter, more compact-source prior than lenscal's injection
 priors (the realism gap between real lenses and injections), with SIE lenses aligned with

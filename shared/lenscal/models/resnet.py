@@ -1,4 +1,4 @@
-"""The team's BottleneckedResNet (DOMAIN.md): stem conv 5x5 stride 2 (3 -> c) + BN + ReLU;
+"""The team's BottleneckedResNet (docs/science.md): stem conv 5x5 stride 2 (3 -> c) + BN + ReLU;
 bottleneck blocks (1x1 -> 3x3 -> 1x1, projection shortcuts) c -> 2c stride 1 (mid c),
 2c -> 4c stride 2 (mid c), 4c -> 8c stride 2 (mid 2c), 8c -> 8c stride 2 (mid 2c); global
 average pool. Convolutions have no bias (BatchNorm follows each). Base 27: 195,589

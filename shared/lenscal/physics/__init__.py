@@ -1,6 +1,6 @@
 """Lensing physics: SIE + shear ray shooting, Sérsic sources, PSFs, batched arc rendering.
 
-Conventions are those of DESIGN.md "Arc rendering" and are tested against lenstronomy.
+Conventions are those of docs/science.md, "Arc rendering conventions" and are tested against lenstronomy.
 """
 
 from lenscal.physics.params import PARAM_NAMES, ArcParams, PhysicsError, flux_nmgy

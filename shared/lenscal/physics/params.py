@@ -1,6 +1,6 @@
 """Arc parameters as batched tensors, validated with errors naming parameter, row and value.
 
-Units and conventions (DESIGN.md "Arc rendering"): angles on the sky in arcsec, position
+Units and conventions (docs/science.md, "Arc rendering conventions"): angles on the sky in arcsec, position
 angles in radians counter-clockwise from +x (+x = increasing column), magnitudes AB.
 ``r_e`` is the Sérsic half-light radius in the *circularised* elliptical radius
 ``sqrt(q x'^2 + y'^2 / q)`` (lenstronomy's SERSIC_ELLIPSE); a half-light radius measured

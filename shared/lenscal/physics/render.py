@@ -2,7 +2,7 @@
 the source, integrate over each pixel, convolve each band with its PSF (FFT), optionally
 add Poisson noise from the arc's own flux. CPU and CUDA; chunks bound the memory.
 
-Pixel grid (DESIGN.md): array index ``[..., row, col]``; ``x = (col - c) s``,
+Pixel grid (docs/science.md): array index ``[..., row, col]``; ``x = (col - c) s``,
 ``y = (row - c) s``, ``c = (size - 1) / 2``; sub-pixel centres on a ``k x k`` grid per
 pixel. A pixel's value is the mean surface brightness of its sub-pixels times the pixel
 area (nmgy: the pixel integral), then convolved with the optical PSF sampled at pixel

@@ -51,7 +51,7 @@ def _installed(module: str) -> bool:
 
 def choose_engine(kind: str, device: str) -> str:
     """``auto`` is the engine measured faster on the device: ONNX Runtime on a CPU (4.1x torch
-    for the 195K ResNet on 2 cores, preprocessing included: ANCHORS.md), torch (bf16,
+    for the 195K ResNet on 2 cores, preprocessing included: docs/operations.md, "Benchmarks"), torch (bf16,
     channels_last) on CUDA; whichever of the two is installed when only one is."""
     if kind != "auto":
         if kind not in ENGINES:

@@ -18,7 +18,6 @@ bounded table, written as ``candidates.parquet`` and a PNG gallery of their cuto
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -32,12 +31,12 @@ import pyarrow.parquet as pq
 
 from lenscal.data.shards import ShardReader
 from lenscal.errors import LenscalError
-from lenscal.fsutil import atomic_path, atomic_write_text
+from lenscal.fsutil import atomic_path
 from lenscal.progress import progress_bar
 from lenscal.scoring.api import ModelInfo, Scorer, sigmoid
 from lenscal.scoring.meta import MetaLearner
 from lenscal.scoring.rows import check_split
-from lenscal.workspace import PARTS, Parts, canonical_sha256, results_directory, run_lock
+from lenscal.workspace import PARTS, Parts, canonical_sha256, claim, results_directory, run_lock, write_json
 
 PART_ROWS = 65_536
 READ_ROWS = 4096
@@ -104,22 +103,16 @@ def expected_rows(plan: CatalogPlan) -> dict[int, int] | None:
 
 
 def open_catalog(out: str | Path, plan: CatalogPlan) -> Path:
-    """Create ``out`` for ``plan``, or check that an existing catalogue there is the same one."""
+    """Create ``out`` for ``plan``, or check that an existing catalogue there is the same one
+    (lenscal.workspace.claim: another catalogue is refused, naming what differs)."""
     out = results_directory(out)
-    path = out / "catalog.json"
-    if path.is_file():
-        existing = json.loads(path.read_text())
-        mine = json.loads(json.dumps(plan.identity()))
-        theirs = {k: existing.get(k) for k in mine}
-        if theirs != mine:
-            changed = sorted(k for k in mine if theirs[k] != mine[k])
-            raise LenscalError(
-                f"{out}: holds a catalogue of other {', '.join(changed)}; give another --out "
-                "(or delete it) instead of mixing two catalogues"
-            )
+    identity = plan.identity()
+    digest = canonical_sha256(identity)
+    claim(out, "catalog.json", digest, what="catalogue", identity=identity)
+    if (out / "catalog.json").is_file():
         return out
     (out / PARTS).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({**plan.identity(), "complete": False}, indent=1) + "\n")
+    write_json(out / "catalog.json", {**identity, "definition_sha256": digest, "complete": False})
     return out
 
 
@@ -359,8 +352,15 @@ def finish_catalog(out: str | Path, plan: CatalogPlan) -> dict[str, Any]:
         raise LenscalError(f"{out}: {len(missing)} part(s) not scored yet, e.g. {missing[:5]}")
     if plan.split is None and n != plan.n_rows:
         raise LenscalError(f"{out}: parts hold {n} rows for {plan.n_rows}; rerun with a fresh --out")
-    summary = {**plan.identity(), **plan.extra, "complete": True, "rows": n}
-    atomic_write_text(out / "catalog.json", json.dumps(summary, indent=1, default=str) + "\n")
+    identity = plan.identity()
+    summary = {
+        **identity,
+        **plan.extra,
+        "definition_sha256": canonical_sha256(identity),
+        "complete": True,
+        "rows": n,
+    }
+    write_json(out / "catalog.json", summary)
     return summary
 
 

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from lenscal.errors import LenscalError
-from lenscal.home import FULL, apply_preset, read_config
+from lenscal.home import FULL, apply_preset, merge_dotted, read_config
 from lenscal.preprocess import PREPROCESSORS, TEAM_CROP_SIZE, PreprocessSpec
 from lenscal.validation import validated
 from lenscal.workspace import canonical_sha256
@@ -187,7 +187,7 @@ def config_from_dict(
         parts = key.strip().split(".")
         if not sep or len(parts) != 2 or parts[0] not in ("dataset", "augment", "train"):
             raise ConfigError(f"--set {item!r}: use section.key=value with section dataset, augment or train")
-        data.setdefault(parts[0], {})[parts[1]] = yaml.safe_load(value)
+        data = merge_dotted(data, {key.strip(): yaml.safe_load(value)})
     if data_root is not None:
         dataset = data.setdefault("dataset", {})
         for key in ("manifest_path", "parquet_path", "shards_dir"):
