@@ -1,7 +1,7 @@
 """Write docs/cli.md: every `lenscal` command's --help, generated (never edited by hand).
 
-    python docs/make_cli_reference.py          # rewrite docs/cli.md
-    python docs/make_cli_reference.py --check  # exit 1 when docs/cli.md is stale (the tests)
+python docs/make_cli_reference.py          # rewrite docs/cli.md
+python docs/make_cli_reference.py --check  # exit 1 when docs/cli.md is stale (the tests)
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ os.environ["COLUMNS"] = "100"  # rich reads the width from here: the page is the
 os.environ["NO_COLOR"] = "1"
 os.environ["TERMINAL_WIDTH"] = "100"
 
-import typer.core  # noqa: E402
-import typer.main  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
+import typer.core
+import typer.main
+from typer.testing import CliRunner
 
-from lenscal.cli import app  # noqa: E402
+from lenscal.cli import app
 
 PAGE = Path(__file__).resolve().parent / "cli.md"
 

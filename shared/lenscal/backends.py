@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lenscal.errors import LenscalError
 from lenscal.injection.api import Injector
@@ -127,7 +128,7 @@ class Services:
             raise LenscalError("give --model BUNDLE|RUN_ID (score in this process) or --scorer HOST:PORT")
         return [bundle_path(m, self.registry) for m in self.models]
 
-    def open_scorer(self, **grpc_options: object) -> Scorer:
+    def open_scorer(self, **grpc_options: Any) -> Scorer:
         if self.remote:
             return open_scorer(endpoints=list(self.scorers), auth=self.auth(), **grpc_options)
         return open_scorer(model=self.bundles(), device=self.device)

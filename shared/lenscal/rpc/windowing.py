@@ -29,7 +29,7 @@ class _Accepted(Generic[A]):
     """Accepted work not yet answered, so the end of the call cancels all of it at once (from
     gRPC's callback thread) instead of one by one as the handler gets to it."""
 
-    def __init__(self, cancel: Callable[[A], None]) -> None:
+    def __init__(self, cancel: Callable[[A], object]) -> None:
         self._items: dict[int, A] = {}
         self._lock = threading.Lock()
         self._cancel = cancel
@@ -55,7 +55,7 @@ def windowed_stream(
     *,
     accept: Callable[[R], A],
     answer: Callable[[R, A], P],
-    cancel: Callable[[A], None],
+    cancel: Callable[[A], object],
     window: int,
     idle_timeout_s: float,
     draining: Callable[[], bool] = lambda: False,

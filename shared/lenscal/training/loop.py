@@ -11,10 +11,8 @@ from ``lr_step_epoch`` on), ``cosine`` (to 0 over the remaining epochs) or ``con
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +48,7 @@ from lenscal.training.state import (
     save_epoch,
     write_history,
 )
+from lenscal.workspace import clear_directory, run_lock, write_json
 
 log = logging.getLogger("lenscal.train")
 
@@ -124,9 +123,24 @@ def train(
         raise ConfigError(f"train.device: {exc}") from None
     seed = t.seed if t.seed is not None else config.dataset.seed
     out = Path(t.out_dir)
-    if restart and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    # One run per out_dir (lenscal.workspace): a second training into it is refused at once,
+    # naming the first; --restart clears it but keeps the lock.
+    with run_lock(out, f"training run ({run_id or t.arch})"):
+        if restart:
+            clear_directory(out)
+        return _train_in(out, config, registry, run_id, device, seed, progress)
+
+
+def _train_in(
+    out: Path,
+    config: TrainingConfig,
+    registry: Any,
+    run_id: str | None,
+    device: torch.device,
+    seed: int,
+    progress: bool | None,
+) -> TrainResult:
+    t = config.train
     data = load_training_data(config, progress=progress)
     torch.manual_seed(seed63("lenscal-training", "init", seed))  # initial weights: part of the run
     model = create_model(t.arch, **t.arch_kwargs, pretrained=t.pretrained and not resumable(out))
@@ -315,7 +329,7 @@ def _finish(run: Run) -> TrainResult:
         "config_sha256": run.config.sha256(),
         "manifest_sha256": run.data.manifest_sha256,
     }
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(out / "metrics.json", summary)
     _plot(run.history, out / "training_curve.png")
     return TrainResult(
         out, run.run_id, progress.best_auc, progress.best_epoch, progress.epoch, str(run.device)
