@@ -8,22 +8,16 @@ from typing import Annotated
 
 import typer
 
-from lenscal.commands.options import (
-    Device,
-    InjectorAddress,
-    ModelRef,
-    RegistryUrl,
-    Scorers,
-    TlsCa,
-    TokenFile,
-    services_from,
-)
+from lenscal.backends import Services
+from lenscal.commands.options import takes_services
 
 app = typer.Typer()
 
 
 @app.command("diagnose")
+@takes_services(scores=True, injects=True)
 def diagnose_command(
+    services: Services,
     definition: Annotated[
         str, typer.Argument(help="A diagnostic (configs/diagnostics/<ID>.yaml) or a YAML file.")
     ],
@@ -31,13 +25,6 @@ def diagnose_command(
         Path, typer.Option(help="Shard directory (manifest with split, label, tier, PSF, depth).")
     ],
     out: Annotated[Path, typer.Option(help="Results directory (rerun the same command to resume).")],
-    model: ModelRef = "",
-    scorer: Scorers = None,
-    injector: InjectorAddress = None,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    device: Device = "auto",
-    registry: RegistryUrl = None,
     preset: Annotated[
         str, typer.Option(help="full (the team's counts) or a preset of the definition (demo).")
     ] = "full",
@@ -72,15 +59,6 @@ def diagnose_command(
         run_id=run_id,
         record=not no_registry,
         restart=restart,
-    )
-    services = services_from(
-        scorer=scorer,
-        injector=injector,
-        model=model,
-        token_file=token_file,
-        tls_ca=tls_ca,
-        device=device,
-        registry=registry,
     )
     # Every input is checked before any work, and by --dry-run too.
     loaded, steps = job.load()

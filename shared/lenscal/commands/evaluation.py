@@ -8,30 +8,18 @@ from typing import Annotated
 
 import typer
 
-from lenscal.commands.options import (
-    Device,
-    ModelRef,
-    ModelRefs,
-    RegistryUrl,
-    Scorers,
-    TlsCa,
-    TokenFile,
-    services_from,
-)
+from lenscal.backends import Services
+from lenscal.commands.options import takes_services
 
 app = typer.Typer()
 
 
 @app.command("evaluate")
+@takes_services(scores=True)
 def evaluate_command(
+    services: Services,
     manifest: Annotated[Path, typer.Option(help="Manifest with split, label (and tier) columns.")],
     out: Annotated[Path, typer.Option(help="Results directory.")],
-    model: ModelRef = "",
-    scorer: Scorers = None,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    device: Device = "auto",
-    registry: RegistryUrl = None,
     split: Annotated[str, typer.Option(help="Split to score.")] = "val",
     shards: Annotated[
         Path | None, typer.Option(help="Shard directory (default: packed next to the manifest).")
@@ -46,9 +34,6 @@ def evaluate_command(
     job = evaluate_job(
         manifest=manifest, out=out, split=split, shards=shards, bootstrap=bootstrap, run_id=run_id
     )
-    services = services_from(
-        scorer=scorer, model=model, token_file=token_file, tls_ca=tls_ca, device=device, registry=registry
-    )
     result = run_evaluate_job(job, services, progress=sys.stderr.isatty())
     m = result.metrics
     typer.echo(
@@ -62,15 +47,11 @@ app.add_typer(meta_app)
 
 
 @meta_app.command("fit")
+@takes_services(scores=True, many_models=True)
 def meta_fit_command(
+    services: Services,
     shards: Annotated[Path, typer.Option(help="Shard directory with split, label (and tier) columns.")],
     out: Annotated[Path, typer.Option(help="Results directory (meta.json, metrics.json, roc.png).")],
-    model: ModelRefs = None,
-    scorer: Scorers = None,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    device: Device = "auto",
-    registry: RegistryUrl = None,
     name: Annotated[
         str, typer.Option(help="The ensemble's name (registry training ID).")
     ] = "paperIV_ensemble",
@@ -101,7 +82,7 @@ def meta_fit_command(
     Members: --model, repeated (at least two)."""
     from lenscal.jobs.evaluate import meta_job, run_meta_job
 
-    if not model:
+    if not services.models:
         raise typer.BadParameter("give the member finders: --model A --model B")
     job = meta_job(
         shards=shards,
@@ -113,9 +94,6 @@ def meta_fit_command(
         bootstrap=bootstrap,
         seed=seed,
         record=not no_registry,
-    )
-    services = services_from(
-        scorer=scorer, model=model, token_file=token_file, tls_ca=tls_ca, device=device, registry=registry
     )
     result = run_meta_job(job, services)
     m = result.metrics

@@ -11,14 +11,21 @@
     --device D         in-process scoring and rendering device
     --registry URL     registry database (--registry-url is the older spelling)
 
-``services_from`` turns them into one ``lenscal.backends.Services``; tests/test_cli.py walks
-every command's ``--help`` to check that each one that scores or injects accepts them.
+A command declares what it does with ``@takes_services(scores=..., injects=...)`` and one
+parameter ``services: Services``: the decorator adds the options (spelled once, here) to its
+signature and hands the command the ``lenscal.backends.Services`` they chose.
+tests/test_cli.py walks every command's ``--help`` to check that each one that scores or
+injects accepts them.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -26,15 +33,21 @@ from lenscal.backends import Services
 from lenscal.device import DEVICE_HELP
 from lenscal.security import TLS_CA_ENV, TOKEN_ENV
 
+#: Where --help lists the shared options.
+PANEL = "Services (shared by every command that scores or injects)"
+
+
+def _option(*names: str, **settings: Any) -> Any:
+    return typer.Option(*names, rich_help_panel=PANEL, **settings)
+
+
 TokenFile = Annotated[
     Path | None,
-    typer.Option(
-        "--token-file", envvar=TOKEN_ENV, metavar="FILE", help="Bearer token file for the services."
-    ),
+    _option("--token-file", envvar=TOKEN_ENV, metavar="FILE", help="Bearer token file for the services."),
 ]
 TlsCa = Annotated[
     Path | None,
-    typer.Option(
+    _option(
         "--tls-ca",
         envvar=TLS_CA_ENV,
         metavar="FILE",
@@ -43,7 +56,7 @@ TlsCa = Annotated[
 ]
 Scorers = Annotated[
     list[str] | None,
-    typer.Option(
+    _option(
         "--scorer",
         metavar="HOST:PORT",
         help="Scorer service host:port; repeat for replicas (round-robin). None: in-process.",
@@ -51,13 +64,11 @@ Scorers = Annotated[
 ]
 EndpointAlias = Annotated[
     list[str] | None,
-    typer.Option(
-        "--endpoint", hidden=True, metavar="HOST:PORT", help="Deprecated: the old spelling of --scorer."
-    ),
+    _option("--endpoint", hidden=True, metavar="HOST:PORT", help="Deprecated: the old spelling of --scorer."),
 ]
 InjectorAddress = Annotated[
     str | None,
-    typer.Option(
+    _option(
         "--injector",
         metavar="HOST:PORT",
         help="Injector service host:port (default: render in this process).",
@@ -65,7 +76,7 @@ InjectorAddress = Annotated[
 ]
 ModelRef = Annotated[
     str,
-    typer.Option(
+    _option(
         "--model",
         metavar="BUNDLE|RUN_ID|NAME",
         help="A bundle directory or a training run ID/alias in the registry; with --scorer, a model "
@@ -74,7 +85,7 @@ ModelRef = Annotated[
 ]
 ModelRefs = Annotated[
     list[str] | None,
-    typer.Option(
+    _option(
         "--model",
         metavar="BUNDLE|RUN_ID|NAME",
         help="A bundle directory or a training run ID/alias (repeat for several); with --scorer, a "
@@ -82,11 +93,11 @@ ModelRefs = Annotated[
     ),
 ]
 Device = Annotated[
-    str, typer.Option("--device", metavar="DEVICE", help=f"In-process scoring and rendering: {DEVICE_HELP}.")
+    str, _option("--device", metavar="DEVICE", help=f"In-process scoring and rendering: {DEVICE_HELP}.")
 ]
 RegistryUrl = Annotated[
     str | None,
-    typer.Option(
+    _option(
         "--registry",
         "--registry-url",
         metavar="URL",
@@ -123,3 +134,49 @@ def services_from(
         device=device,
         registry=registry,
     )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def takes_services(
+    *, scores: bool = True, injects: bool = False, many_models: bool = False
+) -> Callable[[F], F]:
+    """Give the decorated command the shared options of what it does (``scores``: --scorer,
+    --model (repeatable with ``many_models``), --registry and the hidden --endpoint;
+    ``injects``: --injector; either: --token-file, --tls-ca, --device) in place of its
+    ``services`` parameter, which receives the Services they chose."""
+    shared: dict[str, tuple[Any, Any]] = {}
+    if scores:
+        shared["model"] = (ModelRefs, None) if many_models else (ModelRef, "")
+        shared["scorer"] = (Scorers, None)
+        shared["endpoint"] = (EndpointAlias, None)
+    if injects:
+        shared["injector"] = (InjectorAddress, None)
+    shared.update(token_file=(TokenFile, None), tls_ca=(TlsCa, None), device=(Device, "auto"))
+    if scores:
+        shared["registry"] = (RegistryUrl, None)
+
+    def wrap(command: F) -> F:
+        hints = typing.get_type_hints(command, include_extras=True)  # typer reads them resolved
+        own = [
+            p.replace(annotation=hints[p.name])
+            for p in inspect.signature(command).parameters.values()
+            if p.name != "services"
+        ]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hint)
+            for name, (hint, default) in shared.items()
+        ]
+
+        @functools.wraps(command)
+        def with_services(**values: Any) -> Any:
+            chosen = {name: values.pop(name) for name in shared}
+            return command(**values, services=services_from(**chosen))
+
+        del with_services.__wrapped__  # typer must see the signature below, not the command's
+        with_services.__signature__ = inspect.Signature([*own, *added])  # type: ignore[attr-defined]
+        with_services.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
+        return typing.cast(F, with_services)
+
+    return wrap

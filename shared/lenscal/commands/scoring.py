@@ -10,31 +10,17 @@ from typing import Annotated
 
 import typer
 
-from lenscal.commands.options import (
-    Device,
-    EndpointAlias,
-    ModelRef,
-    ModelRefs,
-    RegistryUrl,
-    Scorers,
-    TlsCa,
-    TokenFile,
-    services_from,
-)
+from lenscal.backends import Services
+from lenscal.commands.options import takes_services
 
 app = typer.Typer()
 
 
 @app.command("score")
+@takes_services(scores=True)
 def score_command(
+    services: Services,
     out: Annotated[Path, typer.Option(help="Output Parquet: galaxy_id, logit, probability.")],
-    model: ModelRef = "",
-    scorer: Scorers = None,
-    endpoint: EndpointAlias = None,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    device: Device = "auto",
-    registry: RegistryUrl = None,
     shards: Annotated[Path | None, typer.Option(help="Shard directory from `lenscal ingest`.")] = None,
     manifest: Annotated[
         Path | None, typer.Option(help="Manifest (packed into shards next to it first).")
@@ -57,16 +43,7 @@ def score_command(
     from lenscal.fsutil import atomic_path
     from lenscal.scoring.rows import score_rows, split_rows
 
-    services = services_from(
-        scorer=scorer,
-        endpoint=endpoint,
-        model=model,
-        token_file=token_file,
-        tls_ca=tls_ca,
-        device=device,
-        registry=registry,
-    )
-    if not services.remote and not model:
+    if not services.remote and not services.models:
         raise typer.BadParameter("give --scorer (scorer replicas) or --model BUNDLE|RUN_ID (in-process)")
     interactive = sys.stderr.isatty()
     reader = open_reader(shards=shards, manifest=manifest, progress=interactive)
@@ -95,16 +72,11 @@ def score_command(
 
 
 @app.command("score-survey")
+@takes_services(scores=True, many_models=True)
 def score_survey_command(
+    services: Services,
     shards: Annotated[Path, typer.Option(help="Shard directory from `lenscal ingest` (the survey).")],
     out: Annotated[Path, typer.Option(help="Catalogue directory (parts/, catalog.json, candidates).")],
-    model: ModelRefs = None,
-    scorer: Scorers = None,
-    endpoint: EndpointAlias = None,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    device: Device = "auto",
-    registry: RegistryUrl = None,
     meta: Annotated[
         Path | None, typer.Option(help="A meta-learner (`lenscal meta fit`) scored alongside its members.")
     ] = None,
@@ -165,16 +137,7 @@ def score_survey_command(
         per_message=per_message,
     )
     job.resolved()  # bad settings fail before any service is opened
-    services = services_from(
-        scorer=scorer,
-        endpoint=endpoint,
-        model=model,
-        token_file=token_file,
-        tls_ca=tls_ca,
-        device=device,
-        registry=registry,
-    )
-    if not services.remote and not model:
+    if not services.remote and not services.models:
         raise typer.BadParameter("give --scorer (scorer replicas) or --model BUNDLE|RUN_ID (in-process)")
     summary = run_survey_job(job, services, progress=sys.stderr.isatty())
     typer.echo(json.dumps({k: summary[k] for k in ("rows", "candidates", "gallery")}))

@@ -8,16 +8,8 @@ from typing import Annotated
 
 import typer
 
-from lenscal.commands.options import (
-    Device,
-    InjectorAddress,
-    ModelRef,
-    RegistryUrl,
-    Scorers,
-    TlsCa,
-    TokenFile,
-    services_from,
-)
+from lenscal.backends import Services
+from lenscal.commands.options import takes_services
 
 app = typer.Typer(
     name="grid", help="Selection-function grids: run, compare, show, replay.", no_args_is_help=True
@@ -25,17 +17,12 @@ app = typer.Typer(
 
 
 @app.command("run")
+@takes_services(scores=True, injects=True)
 def run_command(
+    services: Services,
     grid: Annotated[str, typer.Option(help="Grid name (configs/grids/<name>.yaml) or a YAML file.")],
     hosts: Annotated[Path, typer.Option(help="Shard directory of the hosts (with psfsize_r, psfdepth_r).")],
     out: Annotated[Path, typer.Option(help="Results directory (rerun the same command to resume).")],
-    model: ModelRef = "",
-    scorer: Scorers = None,
-    injector: InjectorAddress = None,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    device: Device = "auto",
-    registry: RegistryUrl = None,
     preset: Annotated[
         str, typer.Option(help="full (the grid as written) or one of its presets (demo: 4 per cell).")
     ] = "full",
@@ -67,15 +54,6 @@ def run_command(
         restart=restart,
     )
     job.config()  # every input checked before any service is opened
-    services = services_from(
-        scorer=scorer,
-        injector=injector,
-        model=model,
-        token_file=token_file,
-        tls_ca=tls_ca,
-        device=device,
-        registry=registry,
-    )
     result = run_grid_job(job, services, progress=sys.stderr.isatty())
     _print_marginal(out)
     typer.echo(
@@ -122,7 +100,9 @@ def show_command(directory: Annotated[Path, typer.Argument(help="Grid results di
 
 
 @app.command("replay")
+@takes_services(scores=False, injects=True)
 def replay_command(
+    services: Services,
     directory: Annotated[Path, typer.Argument(help="Grid results directory.")],
     number: Annotated[
         int, typer.Option(help="The injection's number (column `number` of injections.parquet).")
@@ -131,10 +111,6 @@ def replay_command(
     out: Annotated[
         Path | None, typer.Option(help="Where to write .npz and .png (default DIR/replay-N).")
     ] = None,
-    injector: InjectorAddress = None,
-    token_file: TokenFile = None,
-    tls_ca: TlsCa = None,
-    device: Device = "auto",
 ) -> None:
     """Regenerate one injection of a run alone (host, host + arc, arc) from the results
     directory and the hosts; prints its stored row and writes the images."""
@@ -143,7 +119,6 @@ def replay_command(
     from lenscal.data.shards import ShardReader
     from lenscal.selection.replay import replay, save_replay
 
-    services = services_from(injector=injector, token_file=token_file, tls_ca=tls_ca, device=device)
     with services.open_injector() as inject_with:
         replayed = replay(directory, number, hosts=ShardReader(hosts), injector=inject_with)
     npz, png = save_replay(replayed, out or directory / f"replay-{number}")
