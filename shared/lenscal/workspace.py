@@ -42,12 +42,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lenscal.errors import LenscalError
 from lenscal.fsutil import atomic_path, atomic_write_text, sha256_file
+
+if TYPE_CHECKING:  # pandas only where parts are read and written: the torch-free scorer
+    import pandas as pd  # imports this module (through the bundle seal's hash) without it
 
 log = logging.getLogger("lenscal.workspace")
 
@@ -379,6 +382,8 @@ class Parts:
 
     def read(self, k: int, rows: int | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """Part ``k``, checked first: results never rest on an unverified part."""
+        import pandas as pd
+
         reason = self.problem(k, rows)
         if reason is not None:
             raise LenscalError(f"{self.path(k)}: {reason}; run again to recompute it")
