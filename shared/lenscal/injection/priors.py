@@ -46,6 +46,7 @@ run_d06_corrected_priors.sh records).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -322,7 +323,16 @@ def named_prior(name: str) -> InjectionPrior | None:
     if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) is None:
         return None
     found = find_config("injection", name)
-    return None if found is None else InjectionPrior.from_yaml(found)
+    if found is None:
+        return None
+    stat = found.stat()
+    return _prior_file(str(found.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _prior_file(path: str, _mtime_ns: int, _size: int) -> InjectionPrior:
+    """A prior file, read once while it is unchanged: grids ask for their prior every chunk."""
+    return InjectionPrior.from_yaml(path)
 
 
 def get_prior(name_or_path: str) -> InjectionPrior:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,12 @@ class DiagnoseJob(BaseModel):
     restart: bool = False
 
     def load(self) -> tuple[DiagnosticDefinition, list[ResolvedStep]]:
-        """The definition and the steps to run, every input checked before any work."""
+        """The definition and the steps to run, every input checked before any work; loaded
+        once per job."""
+        return self.loaded
+
+    @cached_property
+    def loaded(self) -> tuple[DiagnosticDefinition, list[ResolvedStep]]:
         definition = load_diagnostic(self.definition)
         steps = resolve(definition, self.preset, self.only)
         if self.record:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,12 @@ class GridJob(BaseModel):
     restart: bool = False
 
     def config(self) -> GridConfig:
-        """The grid at the preset, every input checked (also the run ID) before any work."""
+        """The grid at the preset, every input checked (also the run ID) before any work;
+        loaded once per job (the command, the job and the flow all ask for it)."""
+        return self.loaded
+
+    @cached_property
+    def loaded(self) -> GridConfig:
         config = load_grid(self.grid, self.preset, per_cell=self.per_cell, seed=self.seed)
         chosen = self.recorded_as(config)
         if chosen is not None:

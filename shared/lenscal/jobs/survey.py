@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,11 @@ class SurveyJob(BaseModel):
     per_message: int | None = Field(None, ge=1)
 
     def resolved(self) -> SurveySettings:
+        """The settings at the preset with the job's overrides (read once per job)."""
+        return self.settings_loaded
+
+    @cached_property
+    def settings_loaded(self) -> SurveySettings:
         return load_survey_settings(
             self.settings,
             self.preset,

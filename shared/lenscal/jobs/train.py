@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,12 @@ class TrainJob(BaseModel):
         return [*values, *self.overrides]
 
     def resolved(self) -> TrainingConfig:
-        """The config at the preset with the job's settings; a bad override names its key."""
+        """The config at the preset with the job's settings; a bad override names its key.
+        Read once per job."""
+        return self.config_loaded
+
+    @cached_property
+    def config_loaded(self) -> TrainingConfig:
         return load_config(
             self.path(), overrides=self.settings(), data_root=self.data_root, preset=self.preset
         )
