@@ -59,8 +59,9 @@ def timed_rate(step: Callable[[], int], seconds: float, warmup: int, sync: Calla
 
 
 class Suite:
-    def __init__(self, check: bool, budget_s: float, work: Path) -> None:
-        self.check, self.budget_s, self.work = check, budget_s, work
+    def __init__(self, check: bool, budget_s: float, work: Path, out: Path | None = None) -> None:
+        self.check, self.budget_s, self.work, self.out = check, budget_s, work, out
+        self.only: list[str] | None = None
         self.device = torch.device("cpu" if check else "cuda")
         self.batch = 8 if check else 1024
         self.seconds = 0.5 if check else 8.0
@@ -69,6 +70,8 @@ class Suite:
         self.sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
 
     def row(self, name: str, fn: Callable[[], dict[str, Any]]) -> None:
+        if self.only is not None and name not in self.only:
+            return
         left = self.budget_s - (time.perf_counter() - self.started)
         t0 = time.perf_counter()
         if left <= 0:
@@ -89,6 +92,10 @@ class Suite:
             f"{name:34s} {json.dumps({k: v for k, v in self.rows[name].items() if k != 'traceback'})}",
             flush=True,
         )
+        if self.out is not None:  # rows so far: a run stopped at a lease's limit keeps them
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            partial = {"device": _device_name(self), "complete": False, "rows": self.rows}
+            self.out.with_suffix(".partial.json").write_text(json.dumps(partial, indent=1) + "\n")
 
     # --- rows ---------------------------------------------------------------------------
 
@@ -327,6 +334,7 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="toy sizes on the CPU: exercise every row")
     parser.add_argument("--budget-s", type=float, default=450.0, help="the whole suite's time budget")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "gpu.json")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these rows (a rerun of one)")
     args = parser.parse_args()
     if not args.check and not torch.cuda.is_available():
         report = {"device": "none", "rows": {"all": {"status": "skipped", "reason": "no CUDA device here"}}}
@@ -335,7 +343,8 @@ def main() -> None:
         print("no CUDA device: nothing measured (use --check to exercise the rows on the CPU)")
         return
     with tempfile.TemporaryDirectory(prefix="lenscal-bench-gpu-") as tmp:
-        suite = Suite(args.check, args.budget_s, Path(tmp))
+        suite = Suite(args.check, args.budget_s, Path(tmp), args.out)
+        suite.only = args.only
         suite.row("model_resnet195k_bf16", lambda: suite.model("bottlenecked_resnet", False))
         suite.row("model_effnet_bf16_eager", lambda: suite.model("efficientnet_v2_s", False))
         suite.row("preprocess_device", suite.preprocess)
@@ -367,7 +376,7 @@ def main() -> None:
             if best
             else {"status": "skipped", "reason": "no end-to-end scorer row was measured"}
         )
-        read = _read_rate(suite)
+        read = _read_rate(suite) if suite.only is None else None
         rates = {
             "device": _device_name(suite),
             "source": "bench/gpu.py" + (" --check (toy sizes, CPU: not a measurement)" if args.check else ""),
@@ -397,6 +406,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
+    args.out.with_suffix(".partial.json").unlink(missing_ok=True)
     (args.out.parent / ("rates-gpu-check.json" if args.check else "rates-gpu.json")).write_text(
         json.dumps(rates, indent=1) + "\n"
     )
