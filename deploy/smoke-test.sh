@@ -149,6 +149,21 @@ assert any(f.endswith(".png") for f in files) and any(f.endswith(".json") for f 
 print(json.dumps({record.id: record.status, "results": str(results), "files": len(files)}))
 EOF
 
+step "lenscal ui (the ui service, read-only volumes) shows the run, its report and a figure"
+timeout 120 python3 - <<'EOF'
+import json, re, urllib.request as u
+base = "http://127.0.0.1:8765"
+records = json.load(u.urlopen(f"{base}/api/records?kind=diagnostic", timeout=30))["records"]
+run = next(r for r in records if re.fullmatch(r"D05_\d{8}_demo", r["id"]))
+page = json.load(u.urlopen(f"{base}/api/records/{run['id']}", timeout=30))["results_url"]
+assert page and page.startswith("/results/results/"), page
+html = u.urlopen(base + page, timeout=30).read().decode()
+figure = re.search(r'<img src="([^"]+)"', html).group(1)
+png = u.urlopen(base + figure, timeout=30).read()
+assert png[:8] == b"\x89PNG\r\n\x1a\n", figure
+print(json.dumps({"ui": base + page, "figure": figure, "bytes": len(png)}))
+EOF
+
 # 8. the torch-free scorer serves the same model: every shard row through both scorers
 step "lenscal score through scorer and scorer-onnx"
 for name in scorer scorer-onnx; do

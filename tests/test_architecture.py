@@ -41,7 +41,7 @@ LAYERS = (
     },
     {"preprocess", "preprocess_spec", "bundle_files", "stats", "data", "physics"},
     {"models", "injection", "registry"},
-    {"scoring", "training", "evaluation", "mock", "selection", "diagnostics"},
+    {"scoring", "training", "evaluation", "mock", "selection", "diagnostics", "ui"},
     {"rpc"},
     {"backends", "jobs", "demo", "commands", "cli"},  # composition: implementations, jobs, commands
 )

@@ -78,7 +78,15 @@ def test_every_profile_is_valid_and_keeps_the_rules(profiles: tuple[str, ...], e
 
 def test_the_default_stack_and_its_wiring() -> None:
     services = compose_config()["services"]
-    assert set(services) == {"prefect-server", "worker", "train-worker", "scorer", "injector"}
+    assert set(services) == {"prefect-server", "worker", "train-worker", "scorer", "injector", "ui"}
+    ui = services["ui"]
+    assert ui["command"][:1] == ["ui"] and "/results" in ui["command"]
+    assert {(v["target"], v.get("read_only")) for v in ui["volumes"]} == {
+        ("/results", True),
+        ("/registry", True),
+    }
+    assert [(p["host_ip"], p["published"]) for p in ui["ports"]] == [("127.0.0.1", "8765")]
+    assert services["worker"]["environment"]["LENSCAL_UI_URL"] == "http://127.0.0.1:8765"
     worker = services["worker"]["environment"]
     assert worker["LENSCAL_SCORER_ENDPOINTS"] == "scorer:50051"
     assert worker["LENSCAL_INJECTOR_ENDPOINT"] == "injector:50052"
@@ -98,6 +106,7 @@ def test_the_default_stack_and_its_wiring() -> None:
     url = postgres["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
     assert url.startswith("postgresql+asyncpg://") and "@postgres:5432/" in url
     assert postgres["worker"]["environment"]["LENSCAL_REGISTRY_URL"].startswith("postgresql")
+    assert postgres["ui"]["environment"]["LENSCAL_REGISTRY_URL"].startswith("postgresql")
 
 
 def test_dockerfile_passes_hadolint_and_keeps_the_rules() -> None:

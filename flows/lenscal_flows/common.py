@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from lenscal.errors import NotReadyError, OverloadedError
+from lenscal.ui.roots import result_url, ui_url_from_env
+from lenscal_flows.settings import load_settings
 
 #: Prefect task retries for service outages longer than the clients' own retry budget.
 TASK_RETRIES = 4
@@ -36,14 +38,41 @@ def json_field(path: Path, key: str) -> Any:
 
 
 def publish(out: Path, title: str, headline: list[str], figures: list[Path], key: str) -> None:
-    """A markdown artifact (the decisive numbers, where the results are) and the key PNGs
-    linked from it. Artifact keys: lowercase letters, digits and dashes."""
+    """A markdown artifact (the decisive numbers, where the results are) and the key PNGs.
+    With ``LENSCAL_UI_URL`` (a running `lenscal ui` over this results root) the artifact links
+    the run's page and embeds the figures through it, so the Prefect UI shows them; without
+    it, paths. Artifact keys: lowercase letters, digits and dashes."""
     from prefect.artifacts import create_markdown_artifact
 
-    lines = [f"# {title}", "", *[f"- {h}" for h in headline], "", f"Results: `{out}`"]
-    if figures:
-        lines += ["", "Figures:", *[f"- `{f}`" for f in figures]]
-    create_markdown_artifact(markdown="\n".join(lines), key=artifact_key(key), description=title)
+    create_markdown_artifact(
+        markdown=artifact_markdown(out, title, headline, figures, ui_url_from_env(), load_settings().results),
+        key=artifact_key(key),
+        description=title,
+    )
+
+
+def artifact_markdown(
+    out: Path, title: str, headline: list[str], figures: list[Path], ui_url: str | None, root: str | Path
+) -> str:
+    lines = [f"# {title}", "", *[f"- {h}" for h in headline], ""]
+    try:
+        page = result_url(ui_url, root, out) if ui_url else None
+    except ValueError:  # the run is not under the results root the UI serves
+        page = None
+    if page is None:
+        lines.append(f"Results: `{out}`")
+        if figures:
+            lines += ["", "Figures:", *[f"- `{f}`" for f in figures]]
+        return "\n".join(lines)
+    lines.append(f"Results: [{out.name}]({page}) (`{out}`)")
+    for figure in figures:
+        try:
+            url = result_url(str(ui_url), root, figure, file=True)
+        except ValueError:
+            lines += ["", f"- `{figure}`"]
+            continue
+        lines += ["", f"![{figure.name}]({url})"]
+    return "\n".join(lines)
 
 
 def artifact_key(text: str) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lenscal.errors import LenscalError
+from lenscal.ui.roots import result_url
 from lenscal_flows.settings import FlowSettings, settings_path, write_settings
 
 DEMO_MODEL = "demo_resnet"
@@ -83,4 +84,9 @@ def run_demo(out: Path, *, n: int = 600, seed: int = 0, echo: Callable[[str], An
     echo(f"  tables: {results}/*/*.csv   figures: {results}/*/*.png")
     echo(f"  the model: {summary['train/demo_resnet']}   the registry: {registry_md}")
     echo("  again, against the same data and model:  lenscal run D05 --param preset=demo --watch")
+    ui = "http://127.0.0.1:8765"
+    summary["ui"] = result_url(ui, out / "results", results)
+    echo(f"  see it all in a browser:  lenscal ui --results {out / 'results'}")
+    echo(f"    then open {summary['ui']}  (the registry: {ui}/registry)")
+    summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "lenscal.commands.selection",
     "lenscal.commands.diagnostics",
     "lenscal.commands.registry",
+    "lenscal.commands.ui",
     "lenscal.commands.demo",
 )
 SERVE_PLUGINS = "lenscal.serve"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import NullPool
 
 from lenscal.home import lenscal_home
 
@@ -89,6 +90,56 @@ def _restarting(exc: Exception) -> bool:
             "server closed the connection unexpectedly",
         )
     )
+
+
+def make_read_only_engine(url: str) -> Engine:
+    """An engine that cannot write (the UI's): SQLite opened ``mode=ro`` (or, where even the
+    WAL's shared-memory file cannot be made, e.g. a read-only volume, as an immutable
+    snapshot), PostgreSQL sessions with ``default_transaction_read_only``."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if not url.startswith("sqlite"):
+        server = create_engine(
+            url, pool_pre_ping=True, connect_args={"options": "-c default_transaction_read_only=on"}
+        )
+        _reconnect_patiently(server)
+        return server
+    if not url.startswith("sqlite:///") or url == "sqlite:///:memory:":
+        raise ValueError(f"{url}: a read-only registry needs a database file")
+    path = Path(url[len("sqlite:///") :]).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no registry database at {path}")
+    import sqlite3
+
+    def connect() -> Any:
+        # Each connection is new (NullPool), so every request reads the file as it is now;
+        # ``immutable`` only when plain read-only fails (a WAL database on read-only media
+        # with no writer: its log is then empty, so the file alone is current).
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            connection = sqlite3.connect(
+                f"file:{path}?{flags}", uri=True, timeout=120, check_same_thread=False
+            )
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return connection
+            except sqlite3.OperationalError:
+                connection.close()
+        raise sqlite3.OperationalError(f"cannot open {path} read-only")
+
+    return create_engine("sqlite://", creator=connect, poolclass=NullPool)
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """Whether the database is at the newest alembic revision (checked, never changed)."""
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() == head
 
 
 def migrate(engine: Engine) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lenscal.fsutil import sha256_file
 from lenscal.registry import audit
-from lenscal.registry.db import default_url, make_engine, migrate
+from lenscal.registry.db import default_url, make_engine, make_read_only_engine, migrate, schema_is_current
 from lenscal.registry.ids import KINDS, RegistryError, check_id, check_kind, check_status, kind_of
 from lenscal.registry.records import (
     Diff,
@@ -45,10 +45,21 @@ PARENT_ROLES = ("checkpoint", "injection_model", "grid", "init_from", "config", 
 class Registry:
     """The single source of truth for runs. All methods are safe across processes."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, *, read_only: bool = False) -> None:
+        """``read_only``: open without writing anything, not even a schema upgrade (an
+        out-of-date database is refused, saying how to upgrade it); writes then fail."""
         self.url = url or default_url()
-        self.engine = make_engine(self.url)
-        migrate(self.engine)
+        self.read_only = read_only
+        if read_only:
+            self.engine = make_read_only_engine(self.url)
+            if not schema_is_current(self.engine):
+                raise RegistryError(
+                    f"the registry at {self.url_for_humans} has an older schema; any write "
+                    "(e.g. `lenscal registry list`) upgrades it"
+                )
+        else:
+            self.engine = make_engine(self.url)
+            migrate(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextlib.contextmanager
@@ -345,7 +356,9 @@ class Registry:
 
     @property
     def url_for_humans(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).render_as_string(hide_password=True)
 
     def _link(self, s: Session, row: RecordRow, parent: str, role: str) -> None:
         if role not in PARENT_ROLES:
