@@ -15,7 +15,7 @@ PROTO_STAMP := shared/lenscal_pb/.generated
 PYTEST_ARGS ?=
 DEMO_OUT ?= demo-output
 
-.PHONY: help venv proto test test-unit test-e2e lint docs demo bench bench-gpu clean images up down smoke
+.PHONY: help venv proto browser test test-unit test-e2e lint docs demo bench bench-gpu clean images up down smoke
 
 help:
 	@echo "make demo   - set up and run the demo on embedded defaults (writes $(DEMO_OUT)/)"
@@ -54,10 +54,19 @@ docs: $(PROTO_STAMP)
 test-unit: $(PROTO_STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-e2e: $(PROTO_STAMP)
+# The UI's browser test drives Debian's chromium through chromium-driver (never a browser
+# downloaded at run time): installed with apt when absent.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing Debian's chromium and chromium-driver (the UI's browser test)"; \
+	  $(SUDO) apt-get install -y -q chromium chromium-driver \
+	  || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver; }; }
+
+test-e2e: browser $(PROTO_STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
-test: lint $(PROTO_STAMP)
+test: lint browser $(PROTO_STAMP)
 	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

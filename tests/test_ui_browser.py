@@ -2,8 +2,8 @@
 selenium through Debian's chromium-driver. It loads the registry page, a record page, the
 D05 report and a grid page; every <img> must have decoded (naturalWidth > 0) and the console
 must hold no error. A screenshot of each page is kept (``$LENSCAL_SCREENSHOTS``, default
-``results/ui-screenshots``: CI keeps it as an artifact). Without chromium the test is
-skipped, unless ``LENSCAL_REQUIRE_BROWSER=1`` (set by .ci/run), when it fails."""
+``results/ui-screenshots``: CI keeps it as an artifact). `make test` installs the browser;
+without it the test fails, saying how to install it."""
 
 from __future__ import annotations
 
@@ -27,12 +27,8 @@ DRIVER = shutil.which("chromedriver")
 
 
 def _need_browser() -> None:
-    if CHROMIUM and DRIVER:
-        return
-    message = "Debian's chromium and chromium-driver are not installed (apt install chromium chromium-driver)"
-    if os.environ.get("LENSCAL_REQUIRE_BROWSER") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
+    if not (CHROMIUM and DRIVER):
+        pytest.fail("Debian's chromium and chromium-driver are not installed: `make browser` installs them")
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,14 @@ def default_url() -> str:
     return url or f"sqlite:///{lenscal_home() / 'registry.sqlite'}"
 
 
-def make_engine(url: str) -> Engine:
+def _with_driver(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]  # psycopg 3 unless a driver is named
+        return "postgresql+psycopg://" + url.split("://", 1)[1]  # psycopg 3 unless a driver is named
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    url = _with_driver(url)
     if not url.startswith("sqlite"):
         server = create_engine(url, pool_pre_ping=True)  # a restarted server's dead connections
         _reconnect_patiently(server)
@@ -96,8 +101,7 @@ def make_read_only_engine(url: str) -> Engine:
     """An engine that cannot write (the UI's): SQLite opened ``mode=ro`` (or, where even the
     WAL's shared-memory file cannot be made, e.g. a read-only volume, as an immutable
     snapshot), PostgreSQL sessions with ``default_transaction_read_only``."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    url = _with_driver(url)
     if not url.startswith("sqlite"):
         server = create_engine(
             url, pool_pre_ping=True, connect_args={"options": "-c default_transaction_read_only=on"}

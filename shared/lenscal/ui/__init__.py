@@ -2,4 +2,5 @@
 
 ``roots`` (which files may be shown, and their URLs: also used by the flows' Prefect
 artifacts), ``render`` (markdown without raw HTML), ``lineage`` (the record graph as SVG),
-``results`` (what a results directory holds, by kind), ``app`` (the Starlette routes)."""
+``results`` (what a results directory holds, by kind), ``guard`` (headers and the token),
+``app`` (the Starlette routes)."""

@@ -4,7 +4,6 @@ only through ``ResultsRoots.resolve``; anything it refuses is the one plain 404.
 
 from __future__ import annotations
 
-import hmac
 import mimetypes
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +21,10 @@ from starlette.templating import Jinja2Templates
 
 from lenscal.errors import LenscalError
 from lenscal.registry import KINDS, STATUSES, Record, Registry, RegistryError
+from lenscal.ui.guard import Guard
 from lenscal.ui.lineage import lineage_svg
 from lenscal.ui.render import relative_link, render_markdown
-from lenscal.ui.results import FIGURES, describe, find_result_dirs, kind_of, read_table
+from lenscal.ui.results import FIGURES, describe, find_result_dirs, frame_json, kind_of, read_table
 from lenscal.ui.roots import NotFound, ResultsRoots
 
 HERE = Path(__file__).parent
@@ -32,13 +32,6 @@ PER_PAGE = 50
 #: Types served as themselves; everything else is served as plain text (an .html or .svg
 #: file in a results folder never runs in the UI's origin).
 SERVED_AS_IS = {".png", ".jpg", ".jpeg", ".pdf", ".csv", ".json", ".parquet", ".npz", ".onnx"}
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-TOKEN_COOKIE = "lenscal_ui_token"
 
 
 class UI:
@@ -326,7 +319,6 @@ def create_app(
             comparison = compare(picked[0][1], picked[1][1])  # in memory: nothing is written
         except LenscalError as exc:
             return {"a": picked[0][0], "b": picked[1][0], "refused": str(exc)}
-        cells = comparison.cells
         return {
             "a": picked[0][0],
             "b": picked[1][0],
@@ -334,18 +326,8 @@ def create_app(
             "method": comparison.method,
             "pairing": comparison.pairing,
             "treatments": {k: list(v) for k, v in comparison.treatment_differences.items()},
-            "marginals": {
-                name: {
-                    "columns": list(t.columns),
-                    "rows": t.astype(object).where(t.notna(), None).values.tolist(),
-                }
-                for name, t in comparison.marginals.items()
-            },
-            "cells": {
-                "columns": list(cells.columns),
-                "rows": cells.head(500).astype(object).where(cells.head(500).notna(), None).values.tolist(),
-                "total": len(cells),
-            },
+            "marginals": {name: frame_json(t) for name, t in comparison.marginals.items()},
+            "cells": {**frame_json(comparison.cells.head(500)), "total": len(comparison.cells)},
         }
 
     async def compare_page(request: Request) -> Response:
@@ -408,48 +390,6 @@ def create_app(
     )
     app.state.ui = ui
     return app
-
-
-class Guard:
-    """Security headers on every response, and, when the UI has a token, the token on every
-    request (``Authorization: Bearer``, the cookie, or ``?token=`` once, which sets it)."""
-
-    def __init__(self, app: Any, token: str | None) -> None:
-        self.app, self.token = app, token
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        given = _given_token(request)
-        if self.token is not None and not (given and hmac.compare_digest(given, self.token)):
-            response = JSONResponse({"error": "a token is required (Authorization: Bearer, or ?token=)"}, 401)
-            await response(scope, receive, send)
-            return
-        set_cookie = self.token is not None and request.query_params.get("token") == self.token
-
-        async def send_with_headers(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                for key, value in SECURITY_HEADERS.items():
-                    if key.lower().encode() not in present:
-                        headers.append((key.lower().encode(), value.encode()))
-                if set_cookie:
-                    cookie = f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
-                    headers.append((b"set-cookie", cookie.encode()))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-def _given_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.cookies.get(TOKEN_COOKIE) or request.query_params.get("token")
 
 
 def _int(request: Request, key: str, default: int) -> int:

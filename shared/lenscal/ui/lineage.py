@@ -66,7 +66,7 @@ def lineage_svg(focus: str, records: list[Record]) -> str:
         x = PAD + i * (BOX_W + GAP_X) + BOX_W / 2
         parts.append(f'<text x="{x:.0f}" y="{PAD + 8}" class="col">{escape(label)}</text>')
     for e in edges:
-        if e.parent in where and e.child in where and cols_gap(where, e):
+        if e.parent in where and e.child in where and _left_to_right(where, e):
             (x1, y1), (x2, y2) = where[e.parent], where[e.child]
             ax, ay, bx, by = x1 + BOX_W, y1 + BOX_H / 2, x2, y2 + BOX_H / 2
             parts.append(
@@ -89,7 +89,7 @@ def lineage_svg(focus: str, records: list[Record]) -> str:
     return "".join(parts)
 
 
-def cols_gap(where: dict[str, tuple[float, float]], e: Edge) -> bool:
+def _left_to_right(where: dict[str, tuple[float, float]], e: Edge) -> bool:
     """Only edges that run left to right (a parent drawn left of its child)."""
     return where[e.parent][0] < where[e.child][0]
 

@@ -119,10 +119,8 @@ def read_table(
     pages = max(1, -(-total // per_page))
     page = min(max(1, page), pages)
     chunk = frame.iloc[(page - 1) * per_page : page * per_page]
-    rows = json.loads(chunk.to_json(orient="values", double_precision=6))
     return {
-        "columns": [str(c) for c in frame.columns],
-        "rows": rows,
+        **frame_json(chunk),
         "total": total,
         "page": page,
         "pages": pages,
@@ -131,6 +129,12 @@ def read_table(
         "descending": descending,
         "note": note,
     }
+
+
+def frame_json(frame: pd.DataFrame) -> dict[str, Any]:
+    """Columns and rows of ``frame`` as JSON values (NaN as null, 6 significant digits)."""
+    rows = json.loads(frame.to_json(orient="values", double_precision=6))
+    return {"columns": [str(c) for c in frame.columns], "rows": rows}
 
 
 def find_result_dirs(root: Path, kind: str | None = None, limit: int = 2000) -> list[Path]:
