@@ -123,3 +123,26 @@ def test_depth_columns_and_pixel_noise_agree() -> None:
         psf /= psf.sum()
         flux = (images[:, b].numpy() * psf).sum(axis=(1, 2)) / (psf**2).sum()  # PSF-weighted estimate
         assert flux.var() == pytest.approx(1 / float(catalog[f"psfdepth_{band}"][0]), rel=0.15), band
+
+
+def test_the_demo_lens_prior_draws_brighter_sources_on_the_same_objects(tmp_path: Path) -> None:
+    from lenscal.mock.images import DEMO_LENS_PRIOR, REAL_LENS_PRIOR
+
+    make_mock_survey(tmp_path / "default", n=40, seed=5, positive_fraction=0.5, progress=False)
+    make_mock_survey(
+        tmp_path / "demo", n=40, seed=5, positive_fraction=0.5, progress=False, lens_prior=DEMO_LENS_PRIOR
+    )
+    default = read_manifest(tmp_path / "default" / "manifest.parquet").set_index("galaxy_id")
+    demo = read_manifest(tmp_path / "demo" / "manifest.parquet").set_index("galaxy_id")
+    assert (default.label == demo.label).all()  # same objects, same lenses: only the sources differ
+    lenses = default.index[default.label == 1]
+    low, high = REAL_LENS_PRIOR.source_params.r_mag_range
+    assert default.loc[lenses, "lens_mag_r"].between(low, high).all()
+    low, high = DEMO_LENS_PRIOR.source_params.r_mag_range
+    assert demo.loc[lenses, "lens_mag_r"].between(low, high).all()
+    assert (demo.loc[lenses, "lens_mag_r"] < default.loc[lenses, "lens_mag_r"]).mean() > 0.8
+    assert demo.loc[lenses, "arc_snr_r"].median() > default.loc[lenses, "arc_snr_r"].median()
+    negatives = default.index[default.label == 0]
+    for gid in negatives:  # the negatives are the same bytes
+        path = default.loc[gid, "cutout_path"]
+        assert (tmp_path / "default" / path).read_bytes() == (tmp_path / "demo" / path).read_bytes()

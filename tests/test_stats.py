@@ -177,3 +177,19 @@ def test_fpr_threshold_recounts_at_the_stored_precision() -> None:
         assert count / len(stored) == found.achieved_fpr and count <= target * len(stored)
         assert np.float32(found.threshold) == found.threshold  # representable: no rounding on compare
         assert int((stored.to_numpy(np.float64) >= found.threshold).sum()) == count
+
+
+def test_bce_with_logits_matches_torch_and_survives_large_logits() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from lenscal.stats.metrics import bce_with_logits
+
+    rng = np.random.default_rng(3)
+    logits = np.concatenate([rng.normal(0, 4, 500), [80.0, -80.0, 0.0]])
+    labels = np.concatenate([rng.integers(0, 2, 500), [0, 1, 1]]).astype(float)
+    expected = F.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor(labels)).item()
+    assert bce_with_logits(logits, labels) == pytest.approx(expected, rel=1e-12)
+    assert bce_with_logits(np.array([0.0]), np.array([1.0])) == pytest.approx(np.log(2.0))
+    with pytest.raises(ValueError, match="same non-empty shape"):
+        bce_with_logits(np.zeros(3), np.zeros(2))

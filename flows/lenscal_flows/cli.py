@@ -104,7 +104,7 @@ def worker_command(pool: Annotated[str, typer.Option(help="Work pool to poll.")]
 @app.command("demo")
 def demo_command(
     out: Annotated[Path, typer.Option(help="Output directory.")] = Path("demo-output"),
-    n: Annotated[int, typer.Option(help="Mock-survey cutouts.", min=100)] = 600,
+    n: Annotated[int, typer.Option(help="Mock-survey cutouts.", min=100)] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the mock survey.")] = 0,
 ) -> None:
     """The main job on embedded defaults: mock survey -> shards -> the 195K ResNet trained

@@ -27,7 +27,9 @@ from lenscal_flows.settings import FlowSettings, settings_path, write_settings
 DEMO_MODEL = "demo_resnet"
 
 
-def run_demo(out: Path, *, n: int = 600, seed: int = 0, echo: Callable[[str], Any] = print) -> dict[str, Any]:
+def run_demo(
+    out: Path, *, n: int = 2000, seed: int = 0, echo: Callable[[str], Any] = print
+) -> dict[str, Any]:
     from lenscal.demo.run import prepare_demo_data
     from lenscal.registry.markdown import render_markdown
     from lenscal.registry.store import Registry

@@ -15,7 +15,7 @@ app = typer.Typer()
 @app.command("demo-data")
 def demo_data_command(
     out: Annotated[Path, typer.Option(help="Output directory (shards in OUT/shards).")],
-    n: Annotated[int, typer.Option(help="Mock-survey cutouts.", min=100)] = 600,
+    n: Annotated[int, typer.Option(help="Mock-survey cutouts.", min=100)] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the mock survey.")] = 0,
 ) -> None:
     """A mock DR10-like survey (lenses, hard confusers, masked pixels) packed into float16

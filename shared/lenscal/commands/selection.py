@@ -69,6 +69,9 @@ def compare_command(
         Path | None, typer.Option(help="Where to write the comparison (default B/compare_<A>).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Compare grids whose geometry differs.")] = False,
+    threshold: Annotated[
+        str, typer.Option(help="Threshold of the difference heatmap (e.g. p>=0.3, fpr=0.001).")
+    ] = "p>=0.5",
 ) -> None:
     """Per-cell and marginal completeness differences with Newcombe 95% intervals; refused
     (exit 2, naming every differing field) when the grids differ in geometry."""
@@ -78,7 +81,7 @@ def compare_command(
     from lenscal.selection.compare import compare
 
     target = out or (b / f"compare_{a.name}")
-    comparison = compare(a, b, force=force, out=target)
+    comparison = compare(a, b, force=force, out=target, threshold=threshold)
     for field, (va, vb) in comparison.treatment_differences.items():
         typer.echo(f"  compared: {field}: {va} -> {vb}")
     typer.echo(f"  {comparison.pairing}")
@@ -91,6 +94,22 @@ def compare_command(
         table.add_row(str(r.threshold), a_count, b_count, f"{r.difference:+.4f}", interval)
     Console(width=160).print(table)
     typer.echo(f"-> {target}")
+
+
+@app.command("plot")
+def plot_command(
+    directory: Annotated[Path, typer.Argument(help="Grid results directory.")],
+    threshold: Annotated[
+        str, typer.Option(help="Threshold of the heatmaps (e.g. p>=0.3, p>=0.5, fpr=0.001).")
+    ] = "p>=0.5",
+) -> None:
+    """Draw a grid run's figures again (heatmaps at --threshold, marginals), PNG and PDF."""
+    from lenscal.selection.compare import read_run
+    from lenscal.selection.plots import grid_plots
+
+    read_run(directory)  # a complete grid run, or a clear refusal
+    for path in grid_plots(directory, threshold):
+        typer.echo(f"-> {path} (+ {path.with_suffix('.pdf').name})")
 
 
 @app.command("show")

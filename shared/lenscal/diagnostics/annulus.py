@@ -146,7 +146,7 @@ def _plot(frame: pd.DataFrame, names: list[str], path: Path) -> Path:
         ax.plot([lo, hi], [lo, hi], "k:", lw=0.8)
         ax.set_xlabel(f"{what} in {names[0]} (nmgy)", fontsize=8)
         ax.set_ylabel(f"{what} in {names[1]} (nmgy)", fontsize=8)
-    axes[0].legend(fontsize=7)
+    axes[0].legend()
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -234,6 +234,6 @@ def _scatter(a: np.ndarray, b: np.ndarray, labels: np.ndarray, own: tuple, other
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel(f"p, annulus {_name(own)} (model's)")
     ax.set_ylabel(f"p, annulus {_name(other)}")
-    ax.legend(fontsize=7)
+    ax.legend()
     fig.tight_layout()
     return save_figure(fig, out / "mismatched_annulus.png")

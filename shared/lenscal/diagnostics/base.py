@@ -44,6 +44,7 @@ class Context:
     chunk: int = 512  # cutouts per scorer / injector call
     steps: dict[str, Path] = field(default_factory=dict)  # finished steps of this run -> their dirs
     root: Path | None = None  # the run's results directory (relative paths in params: from its parent)
+    preset: str = "full"  # the run's preset: a label on its grids' figures (the params are resolved)
 
     def step_dir(self, name: str, *, wanted_by: str) -> Path:
         """The results directory of an earlier step of this run."""

@@ -191,7 +191,7 @@ def _plot(by_max: pd.DataFrame, binned: pd.DataFrame, params: BetaFracCeilingPar
         ax.set_ylabel(f"fraction with arc S/N > {params.snr_threshold:g}\n(Jeffreys 68%)")
         ax.set_ylim(0, 1)
     ticks = binned["beta_frac_bin"].astype(str)
-    axes[1].set_xticks(np.arange(len(binned)), ticks, rotation=45, fontsize=7)
+    axes[1].set_xticks(np.arange(len(binned)), ticks, rotation=45)
     fig.suptitle(
         f'beta_frac ceiling without a CNN: blank hosts, theta_E {params.theta_e:g}", '
         f'PSF {params.psf_fwhm_r:g}"',

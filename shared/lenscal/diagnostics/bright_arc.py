@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,7 @@ from lenscal.diagnostics.base import CheckParams, Context, DiagnosticError, Outc
 from lenscal.diagnostics.sampling import fixed_thresholds, host_rows, inject_rows, score_images
 from lenscal.injection.api import InjectResult
 from lenscal.injection.priors import get_prior
-from lenscal.plotting import pyplot, save_figure
+from lenscal.plotting import pyplot, save_figure, threshold_colour
 from lenscal.preprocess import PreprocessOverride
 from lenscal.progress import progress_bar
 from lenscal.selection.compare import paired_counts, paired_marginal
@@ -49,6 +49,8 @@ class BrightArcSetup(CheckParams):
     seed: int = 42
     split: str = "val"
     thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    #: Host pool: IM1 (the split's negatives, as the team's D05) or IM2 (LRG-like hosts).
+    injection_model: Literal["IM1", "IM2"] = "IM1"
 
 
 class BrightArcParams(BrightArcSetup):
@@ -174,7 +176,9 @@ def score_variants(ctx: Context, setup: BrightArcSetup, variants: tuple[Variant,
         raise DiagnosticError(f"bright_arc: variant names repeat: {names}")
     if len(setup.mag_bins) < 2 or any(b <= a for a, b in itertools.pairwise(setup.mag_bins)):
         raise DiagnosticError(f"bright_arc: mag_bins must be increasing edges, got {setup.mag_bins}")
-    rows = host_rows(ctx, n=setup.n_hosts, seed=setup.seed, split=setup.split)
+    rows = host_rows(
+        ctx, n=setup.n_hosts, seed=setup.seed, injection_model=setup.injection_model, split=setup.split
+    )
     prior = get_prior(setup.prior)
     frames = []
     bins = list(itertools.pairwise(setup.mag_bins))
@@ -256,20 +260,23 @@ def _fraction(row: pd.Series) -> dict[str, Any]:
 
 
 def _plot(table: pd.DataFrame, setup: BrightArcSetup, path: Path) -> Path:
+    """Fraction detected against source magnitude, one panel per threshold (titled in the
+    threshold's colour), one line per variant, Jeffreys 68% bars, n per bin in the title."""
     plt = pyplot()
     labels = list(dict.fromkeys(table["threshold"]))
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.2 * len(labels), 3.6), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.4 * len(labels), 4.0), squeeze=False, sharey=True)
+    per_bin = int(table["n"].max()) if len(table) else 0
     for ax, label in zip(axes[0], labels, strict=True):
         for variant, rows in table[table["threshold"] == label].groupby("variant", sort=False):
             centres = np.array([np.mean([float(v) for v in b.split("-")]) for b in rows["mag_bin"]])
             y = rows["completeness"].to_numpy(float)
             err = np.vstack([y - rows["jeffreys68_low"], rows["jeffreys68_high"] - y])
             ax.errorbar(centres, y, yerr=err, marker="o", ms=3, capsize=2, label=str(variant))
-        ax.set_title(f"detected at {label}", fontsize=9)
-        ax.set_xlabel("unlensed source r (AB mag)")
-        ax.set_ylim(0, 1)
+        ax.set_title(f"detected at {label}", color=threshold_colour(str(label)))
+        ax.set_xlabel("unlensed source magnitude, r band (AB mag)")
+        ax.set_ylim(-0.02, 1.05)
     axes[0][0].set_ylabel("fraction detected (Jeffreys 68%)")
-    axes[0][-1].legend(fontsize=6)
-    fig.suptitle(f'bright arcs, theta_E {setup.theta_e:g}", {setup.n_hosts} hosts per bin', fontsize=9)
+    axes[0][-1].legend(title="variant", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(f"bright arcs at θ_E = {setup.theta_e:g} arcsec: n = {per_bin} injections per magnitude bin")
     fig.tight_layout()
     return save_figure(fig, path)

@@ -84,6 +84,6 @@ def _plot(table: pd.DataFrame, path: Path) -> Path:
         ax.set_xscale("log")
         ax.set_xlabel("clip range (MAD units)")
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
+        ax.legend()
     fig.tight_layout()
     return save_figure(fig, path)

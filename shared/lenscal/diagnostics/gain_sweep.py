@@ -83,6 +83,6 @@ def _plot(comparison: pd.DataFrame, path: Path) -> Path:
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("gain (e-/nmgy)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend()
     fig.tight_layout()
     return save_figure(fig, path)

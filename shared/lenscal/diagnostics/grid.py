@@ -31,6 +31,7 @@ class GridParams(CheckParams):
 def grid(ctx: Context, params: GridParams, out: Path) -> Outcome:
     """Selection-function grid: completeness per cell and pooled marginals with Jeffreys intervals."""
     config = load_grid(params.grid, per_cell=params.per_cell, seed=params.seed, **params.overrides)
+    config = config.model_copy(update={"preset": ctx.preset})  # a label: not in the definition
     result = run_grid(
         config,
         hosts=ctx.hosts,

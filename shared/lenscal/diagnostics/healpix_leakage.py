@@ -58,6 +58,6 @@ def _sky(manifest: pd.DataFrame, path: Path) -> Path:
     ax.set_xlabel("RA (deg)")
     ax.set_ylabel("Dec (deg)")
     ax.invert_xaxis()
-    ax.legend(fontsize=7, markerscale=4)
+    ax.legend(markerscale=4)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -66,6 +66,6 @@ def _roc(p: np.ndarray, y: np.ndarray, auc: float, params: LinearProbeParams, ou
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel(f"false-positive rate ({params.negative} called {params.positive})")
     ax.set_ylabel(f"true-positive rate ({params.positive})")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(loc="lower right")
     fig.tight_layout()
     return save_figure(fig, out / "probe_roc.png")

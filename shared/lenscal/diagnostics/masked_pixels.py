@@ -108,6 +108,6 @@ def _plot(audit: pd.DataFrame, path: Path) -> Path:
             ax.hist(values, bins=bins, histtype="step", density=True, label=f"{name} (n={len(values)})")
     ax.set_xlabel("NaN pixel fraction per cutout")
     ax.set_yscale("log")
-    ax.legend(fontsize=7)
+    ax.legend()
     fig.tight_layout()
     return save_figure(fig, path)

@@ -46,6 +46,10 @@ def write_report(
         f"- hosts: `{meta['hosts'].get('shards', '')}` (sha256 `{meta['hosts']['shards_sha256'][:12]}`)",
         f"- lenscal {meta['lenscal_version']}",
     ]
+    marks = {"DEMO preset": meta["preset"] == "demo", "MOCK survey": bool(meta.get("mock_hosts"))}
+    if any(marks.values()):
+        shown = " · ".join(m for m, on in marks.items() if on)
+        lines[1:1] = ["", f"> **{shown}**: a demonstration of the pipeline, not a science result."]
     if meta.get("missing_steps"):
         lines.append(f"- not run yet: {', '.join(meta['missing_steps'])}")
     if team is not None and team.headlines:

@@ -28,6 +28,8 @@ from lenscal.diagnostics.base import Context, DiagnosticError, get_check
 from lenscal.diagnostics.config import FULL, DiagnosticDefinition, ResolvedStep, resolve
 from lenscal.diagnostics.report import TABLE_FILE, write_report
 from lenscal.fsutil import sha256_file
+from lenscal.mock.catalog import is_mock
+from lenscal.plotting import figure_marks
 from lenscal.workspace import canonical_sha256, claim, clear_directory, is_bookkeeping, run_lock, write_json
 
 log = logging.getLogger("lenscal.diagnostics")
@@ -92,37 +94,40 @@ def _run_claimed(
             "preprocess": json.loads(info.spec.to_json()),
         },
         "hosts": {**identity["hosts"], "shards": str(ctx.hosts.directory)},
+        "mock_hosts": is_mock(ctx.hosts.manifest()["galaxy_id"]),
         "lenscal_version": __version__,
         "status": "running",
     }
     write_json(out / "definition.json", meta)
     ctx.root = out
+    ctx.preset = preset
     ctx.steps = {s.name: out / s.name for s in every_step if _finished(out / s.name, s)}
     ran, reused = [], []
-    try:
-        for step in chosen:
-            if step.name in ctx.steps:
-                log.info("%s: step %s already done, reused", definition.id, step.name)
-                reused.append(step.name)
-                continue
-            _run_step(ctx, step, out / step.name)
-            ctx.steps[step.name] = out / step.name
-            ran.append(step.name)
-    except BaseException as exc:
-        meta.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+    with figure_marks(demo=preset == "demo", mock=meta["mock_hosts"]):  # every step's figures
+        try:
+            for step in chosen:
+                if step.name in ctx.steps:
+                    log.info("%s: step %s already done, reused", definition.id, step.name)
+                    reused.append(step.name)
+                    continue
+                _run_step(ctx, step, out / step.name)
+                ctx.steps[step.name] = out / step.name
+                ran.append(step.name)
+        except BaseException as exc:
+            meta.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            write_json(out / "definition.json", meta)
+            raise
+        metrics = {
+            s.name: json.loads((out / s.name / "metrics.json").read_text())
+            for s in every_step
+            if s.name in ctx.steps
+        }
+        write_json(out / "metrics.json", metrics)
+        complete = all(s.name in ctx.steps for s in every_step)
+        meta["status"] = "complete" if complete else "partial"
+        meta["missing_steps"] = [s.name for s in every_step if s.name not in ctx.steps]
         write_json(out / "definition.json", meta)
-        raise
-    metrics = {
-        s.name: json.loads((out / s.name / "metrics.json").read_text())
-        for s in every_step
-        if s.name in ctx.steps
-    }
-    write_json(out / "metrics.json", metrics)
-    complete = all(s.name in ctx.steps for s in every_step)
-    meta["status"] = "complete" if complete else "partial"
-    meta["missing_steps"] = [s.name for s in every_step if s.name not in ctx.steps]
-    write_json(out / "definition.json", meta)
-    write_report(out, meta, every_step, definition.team, team_notes(registry, definition.id))
+        write_report(out, meta, every_step, definition.team, team_notes(registry, definition.id))
     return DiagnosticResult(out, metrics, ran, reused)
 
 

@@ -119,6 +119,6 @@ def _histograms(manifest: pd.DataFrame, columns: list[str], params: SplitBalance
                         label=f"{split} {'pos' if label else 'neg'}",
                     )
         ax.set_xlabel(column, fontsize=8)
-    axes[0][0].legend(fontsize=6)
+    axes[0][0].legend()
     fig.tight_layout()
     return save_figure(fig, path)

@@ -69,6 +69,6 @@ def umap_map(ctx: Context, params: UmapParams, out: Path) -> Outcome:
         )
     ax.set_xlabel("UMAP 1")
     ax.set_ylabel("UMAP 2")
-    ax.legend(fontsize=7, markerscale=2)
+    ax.legend(markerscale=2)
     fig.tight_layout()
     return Outcome(metrics, headline, None, [save_figure(fig, out / "umap.png")])

@@ -298,7 +298,7 @@ def _roc_plot(scores: Mapping[str, np.ndarray], y: np.ndarray, path: Path, title
     ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
     ax.set_xlabel("false-positive rate (test)")
     ax.set_ylabel("recall (test)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(loc="lower right")
     ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)

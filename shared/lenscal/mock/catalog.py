@@ -21,6 +21,15 @@ from lenscal.survey import psfdepth_from_m5
 
 N1_TYPES = (("SER", 0.2), ("DEV", 0.25), ("REX", 0.3), ("EXP", 0.25))
 CONFUSERS = ("ring", "spiral", "merger")
+#: Every mock object's galaxy_id starts with this: how figures know to badge mock data.
+MOCK_ID_PREFIX = "mock_"
+
+
+def is_mock(galaxy_ids: pd.Series) -> bool:
+    """Whether any of ``galaxy_ids`` is a mock-survey object."""
+    return bool(galaxy_ids.astype(str).str.startswith(MOCK_ID_PREFIX).any())
+
+
 DEPTH_M5 = {"g": (24.1, 24.7), "r": (23.5, 24.1), "z": (22.75, 23.35)}
 
 
@@ -66,7 +75,7 @@ def _draw_object(i: int, seed: int, positive_fraction: float, confuser_fraction:
     ra = rng.uniform(148.0, 152.0)
     dec = float(np.degrees(np.arcsin(rng.uniform(np.sin(np.radians(-1.0)), np.sin(np.radians(3.0))))))
     return {
-        "galaxy_id": f"mock_{seed}_{i:06d}",
+        "galaxy_id": f"{MOCK_ID_PREFIX}{seed}_{i:06d}",
         "ra": ra,
         "dec": dec,
         "type": kind,

@@ -51,10 +51,22 @@ REAL_LENS_PRIOR = InjectionPrior(
     ),
     lens_params=LensPrior(shear_sigma=0.04, center_sigma_arcsec=0.03, q_lens_range=(0.5, 1.0)),
 )
+#: The demo's lenses (`make demo`, `lenscal demo-data`): the same prior with sources up to
+#: 4 mag brighter (unlensed r 18-23.5), so the demo's finder, trained for about three CPU
+#: minutes, learns what an arc is (val AUC >= 0.95 instead of ~0.85 on the default mock).
+DEMO_LENS_PRIOR = REAL_LENS_PRIOR.model_copy(
+    update={
+        "name": "mock_demo_lenses",
+        "source_params": REAL_LENS_PRIOR.source_params.model_copy(update={"r_mag_range": (18.0, 23.5)}),
+    }
+)
 
 
-def render_cutouts(catalog: pd.DataFrame, seed: int) -> tuple[np.ndarray, pd.DataFrame]:
-    """(N, 3, 101, 101) float32 cutouts in nmgy and per-object truth (tier, lens parameters)."""
+def render_cutouts(
+    catalog: pd.DataFrame, seed: int, lens_prior: InjectionPrior = REAL_LENS_PRIOR
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """(N, 3, 101, 101) float32 cutouts in nmgy and per-object truth (tier, lens parameters);
+    the positives' arcs drawn from ``lens_prior``."""
     n = len(catalog)
     size = GALAXY_SPEC.size
     images = torch.zeros((n, 3, size, size), dtype=torch.float32)
@@ -77,7 +89,7 @@ def render_cutouts(catalog: pd.DataFrame, seed: int) -> tuple[np.ndarray, pd.Dat
     arcs = torch.zeros((0, 3, size, size))
     lens: ArcParams | None = None
     if positives.size:
-        lens = _lens_params(catalog.iloc[positives], seed, fwhm[positives])
+        lens = _lens_params(catalog.iloc[positives], seed, fwhm[positives], lens_prior)
         arcs = render_arcs(lens, ARC_SPEC)
         images[positives] += arcs
     _add_noise(images, catalog, seed)
@@ -198,14 +210,14 @@ def _confuser_pattern(row: Any, rng: np.random.Generator, size: int) -> torch.Te
     return torch.from_numpy(np.stack([f * profile for f in flux]))
 
 
-def _lens_params(hosts: pd.DataFrame, seed: int, fwhm: np.ndarray) -> ArcParams:
+def _lens_params(hosts: pd.DataFrame, seed: int, fwhm: np.ndarray, prior: InjectionPrior) -> ArcParams:
     ids = hosts["galaxy_id"].tolist()
     q_host, phi_host = host_shape(hosts["shape_e1"].to_numpy(), hosts["shape_e2"].to_numpy())
     theta = np.array([mock_rng(seed, gid, "lens").uniform(0.8, 2.5) for gid in ids])
     scatter = np.array([mock_rng(seed, gid, "lens-q").normal(0, 0.1) for gid in ids])
     numbers = [int(gid.rsplit("_", 1)[-1]) for gid in ids]  # mock ids end in the object index
     return sample_params(
-        REAL_LENS_PRIOR,
+        prior,
         theta,
         fwhm,
         seed=seed,

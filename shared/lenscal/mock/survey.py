@@ -15,8 +15,9 @@ from lenscal.data.cutouts import write_cutout_fits, write_cutout_npz
 from lenscal.data.manifest import validate_manifest, write_manifest
 from lenscal.data.splits import assign_splits, healpix_index
 from lenscal.errors import LenscalError
+from lenscal.injection.priors import InjectionPrior
 from lenscal.mock.catalog import draw_catalog
-from lenscal.mock.images import render_cutouts
+from lenscal.mock.images import REAL_LENS_PRIOR, render_cutouts
 from lenscal.plotting import pyplot, rgb, save_figure
 from lenscal.progress import progress_bar
 
@@ -42,6 +43,7 @@ def make_mock_survey(
     fmt: str = "fits",
     split_scheme: str = "70_30",
     progress: bool | None = None,
+    lens_prior: InjectionPrior = REAL_LENS_PRIOR,
 ) -> MockSurveyReport:
     if n < 1:
         raise LenscalError(f"n must be >= 1, got {n}")
@@ -62,7 +64,7 @@ def make_mock_survey(
     with progress_bar(n, "mock survey", enabled=progress) as advance:
         for start in range(0, n, CHUNK):
             part = catalog.iloc[start : start + CHUNK].reset_index(drop=True)
-            images, truth = render_cutouts(part, seed)
+            images, truth = render_cutouts(part, seed, lens_prior)
             truth.index = pd.RangeIndex(start, start + len(part))
             truths.append(truth)
             columns = {c: part[c].astype(object).tolist() for c in ("galaxy_id", "ra", "dec", "pool")}
@@ -131,4 +133,4 @@ def _gallery(examples: dict[str, list[np.ndarray]], path: Path) -> Path:
         axes[r, 0].set_ylabel(key, fontsize=8)
     fig.suptitle("lenscal mock survey (g, r, z as B, G, R; asinh)", fontsize=9)
     fig.tight_layout()
-    return save_figure(fig, path, dpi=80)
+    return save_figure(fig, path)

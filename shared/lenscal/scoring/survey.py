@@ -382,6 +382,7 @@ def write_candidates(
 ) -> tuple[Path, Path | None]:
     """``candidates.parquet`` (top ``k`` by ``column``) and ``candidates.png`` (the first
     ``gallery`` of them as g, r, z colour images, with their probability)."""
+    from lenscal.mock.catalog import is_mock
     from lenscal.plotting import pyplot, rgb, save_figure
 
     out = Path(out)
@@ -403,7 +404,7 @@ def write_candidates(
         ax.axis("off")
     for i, (ax, (_, row)) in enumerate(zip(axes.ravel(), shown.iterrows(), strict=False)):
         ax.imshow(rgb(images[i]), origin="lower")
-        ax.set_title(f"{row['galaxy_id']}\n{column} {row[column]:.3f}", fontsize=6)
-    fig.suptitle(f"top {len(shown)} of {plan.n_rows} by {column}", fontsize=9)
+        ax.set_title(f"{row['galaxy_id']}\n{column} {row[column]:.3f}", fontsize=8)
+    fig.suptitle(f"top {len(shown)} of {plan.n_rows} by {column} (g, r, z as B, G, R; asinh)")
     fig.tight_layout()
-    return path, save_figure(fig, out / "candidates.png")
+    return path, save_figure(fig, out / "candidates.png", mock=is_mock(shown["galaxy_id"]))

@@ -25,6 +25,7 @@ import pandas as pd
 
 from lenscal.fsutil import atomic_write_text
 from lenscal.selection.config import GridError
+from lenscal.selection.plots import HEATMAP_THRESHOLD, RunLabel, heatmaps, run_label
 from lenscal.selection.tables import pooled
 from lenscal.stats.intervals import (
     PAIRED_METHOD,
@@ -79,7 +80,12 @@ def read_run(directory: Path) -> dict[str, Any]:
 
 
 def compare(
-    a: str | Path, b: str | Path, *, force: bool = False, out: str | Path | None = None
+    a: str | Path,
+    b: str | Path,
+    *,
+    force: bool = False,
+    out: str | Path | None = None,
+    threshold: str = HEATMAP_THRESHOLD,
 ) -> Comparison:
     a, b = Path(a), Path(b)
     meta_a, meta_b = read_run(a), read_run(b)
@@ -108,7 +114,7 @@ def compare(
         }
         comparison = Comparison(a, b, geometry, treatments, cells, marginals, UNPAIRED_METHOD, pairing)
     if out is not None:
-        write(comparison, Path(out))
+        write(comparison, Path(out), threshold, run_label(meta_a), run_label(meta_b))
     return comparison
 
 
@@ -199,9 +205,14 @@ def _difference(ta: pd.DataFrame, tb: pd.DataFrame, keys: list[str]) -> pd.DataF
     return merged
 
 
-def write(comparison: Comparison, out: Path) -> None:
-    from lenscal.selection.plots import heatmaps
-
+def write(
+    comparison: Comparison,
+    out: Path,
+    threshold: str = HEATMAP_THRESHOLD,
+    label_a: RunLabel | None = None,
+    label_b: RunLabel | None = None,
+) -> None:
+    """The comparison's tables, compare.json and the difference heatmaps at ``threshold``."""
     out.mkdir(parents=True, exist_ok=True)
     comparison.cells.to_csv(out / "compare_cells.csv", index=False)
     for name, table in comparison.marginals.items():
@@ -222,4 +233,16 @@ def write(comparison: Comparison, out: Path) -> None:
     }  # fmt: skip
     atomic_write_text(out / "compare.json", json.dumps(summary, indent=1, default=str) + "\n")
     cells = comparison.cells.rename(columns={"difference": "difference_b_minus_a"})
-    heatmaps(cells, out / "difference_heatmaps.png", "difference_b_minus_a", "p>=0.5", diverging=True)
+    a, b = label_a or RunLabel(name=comparison.a.name), label_b or RunLabel(name=comparison.b.name)
+    shared = RunLabel(
+        name=a.name, preset=a.preset if a.preset == b.preset else f"{a.preset}/{b.preset}",
+        mock=a.mock or b.mock, forced=sorted(set(a.forced) | set(b.forced)),
+    )  # fmt: skip
+    differing = "; ".join(f"{k}: {va} → {vb}" for k, (va, vb) in comparison.treatment_differences.items())
+    title = (
+        f"B − A completeness at {threshold} ({comparison.method})\n"
+        f"A = {comparison.a.name} ({a.treatment}), B = {comparison.b.name} ({b.treatment})"
+        + (f"\ndiffering: {differing}" if differing and len(differing) < 140 else "")
+    )
+    heatmaps(cells, out / "difference_heatmaps.png", "difference_b_minus_a", threshold, diverging=True,
+             label=shared, title=title)  # fmt: skip

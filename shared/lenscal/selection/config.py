@@ -86,6 +86,9 @@ class GridConfig(BaseModel):
 
     name: str
     description: str = ""
+    #: The preset it was loaded at: a label for titles and badges, not part of the definition
+    #: (a preset only changes keys that are).
+    preset: str = FULL
     axes: Axes
     per_cell: int = Field(ge=1, le=100_000)
     injection_model: Literal["IM1", "IM2"] = "IM1"
@@ -137,7 +140,7 @@ class GridConfig(BaseModel):
 
     def definition(self) -> dict[str, Any]:
         """Everything that decides a run's numbers (the prior by content, not by name)."""
-        data = self.model_dump(mode="json", exclude={"name", "description", "run_id"})
+        data = self.model_dump(mode="json", exclude={"name", "description", "run_id", "preset"})
         prior = self.prior_model().model_dump(mode="json")
         data["prior"] = {"name": self.prior, "sha256": canonical_sha256(prior)}
         return data
@@ -164,6 +167,6 @@ def load_grid(name_or_path: str | Path, preset: str = FULL, **overrides: Any) ->
     ``presets`` section, e.g. demo: fewer injections per cell); ``overrides`` replace
     top-level keys."""
     path, raw = read_config("grids", name_or_path, what="grid", error=GridError)
-    raw = apply_preset(raw, preset, source=str(path), error=GridError)
+    raw = {**apply_preset(raw, preset, source=str(path), error=GridError), "preset": preset}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return validated(GridConfig, raw, error=GridError, source=str(path))

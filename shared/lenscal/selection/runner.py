@@ -36,6 +36,7 @@ from lenscal.fsutil import atomic_path
 from lenscal.injection.api import Injector, InjectResult, RenderOptions
 from lenscal.injection.hosts import host_moments, host_pool, host_psf_fwhm
 from lenscal.injection.priors import sample_params
+from lenscal.mock.catalog import is_mock
 from lenscal.physics import ArcParams
 from lenscal.progress import progress_bar
 from lenscal.scoring.api import Scorer
@@ -157,6 +158,8 @@ def prepare_grid(
         "format": "lenscal-grid/1",
         "name": config.name,
         "description": config.description,
+        "preset": config.preset,
+        "mock_hosts": is_mock(manifest["galaxy_id"]),
         "definition": definition,
         "definition_sha256": digest,
         "geometry": geometry,

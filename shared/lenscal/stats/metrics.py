@@ -33,6 +33,16 @@ def _check(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return s, y
 
 
+def bce_with_logits(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean binary cross-entropy (nats) of ``logits`` against 0/1 ``labels``, computed
+    stably (no overflow for large |logit|)."""
+    x = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if x.shape != y.shape or x.size == 0:
+        raise ValueError(f"logits {x.shape} and labels {y.shape} must be the same non-empty shape")
+    return float(np.mean(np.maximum(x, 0.0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+
+
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     s, y = _check(scores, labels)
     n_pos, n_neg = int(y.sum()), int((~y).sum())

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from lenscal.device import resolve_device
 from lenscal.errors import LenscalError
+from lenscal.mock.catalog import is_mock
 from lenscal.models import LensFinder, create_model
 from lenscal.models.bundle import ONNX, RAW_ONNX, export_onnx, read_meta
 from lenscal.models.predict import autocast_for, predict
@@ -33,6 +34,7 @@ from lenscal.registry.ids import check_id
 from lenscal.registry.runs import recorded_run
 from lenscal.rng import seed63, training_generator
 from lenscal.scoring.api import sigmoid
+from lenscal.stats.metrics import bce_with_logits
 from lenscal.stats.summary import classifier_summary
 from lenscal.training.augment import augment
 from lenscal.training.config import ConfigError, TrainingConfig
@@ -307,7 +309,9 @@ def validate(model: LensFinder, loader: Any, spec: PreprocessSpec, amp: bool) ->
         logits.append(out.cpu().numpy())
         labels.append(batch["labels"].numpy())
         tiers.append(batch["tiers"].numpy())
-    return classifier_summary(sigmoid(np.concatenate(logits)), np.concatenate(labels), np.concatenate(tiers))
+    all_logits, all_labels = np.concatenate(logits), np.concatenate(labels)
+    summary = classifier_summary(sigmoid(all_logits), all_labels, np.concatenate(tiers))
+    return {**summary, "val_loss": bce_with_logits(all_logits, all_labels)}
 
 
 def _finish(run: Run) -> TrainResult:
@@ -330,24 +334,37 @@ def _finish(run: Run) -> TrainResult:
         "manifest_sha256": run.data.manifest_sha256,
     }
     write_json(out / "metrics.json", summary)
-    _plot(run.history, out / "training_curve.png")
+    _plot(run.history, out / "training_curve.png", run.run_id, progress.best_epoch,
+          mock=is_mock(run.data.reader.manifest()["galaxy_id"]))  # fmt: skip
     return TrainResult(
         out, run.run_id, progress.best_auc, progress.best_epoch, progress.epoch, str(run.device)
     )
 
 
-def _plot(history: list[dict[str, Any]], path: Path) -> None:
+def _plot(history: list[dict[str, Any]], path: Path, run_id: str | None, best_epoch: int, mock: bool) -> None:
+    """Train and validation loss, validation AUC and pAUC per epoch; the epoch exported as
+    ``best`` (highest validation AUC) marked on both panels."""
     if not history:
         return
     plt = pyplot()
     epochs = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train (augmented)")
+    val = [(h["epoch"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
+    if val:  # epochs trained before val loss was recorded have none
+        a.plot(*zip(*val, strict=True), marker="s", label="validation")
     a.set_xlabel("epoch")
-    a.set_ylabel("train loss (BCE)")
+    a.set_ylabel("loss (binary cross-entropy, nats)")
     b.plot(epochs, [h["auc"] for h in history], marker="o", label="val AUC")
-    b.plot(epochs, [h["pauc"] for h in history], marker="s", label="val pAUC (FPR<=0.01, standardised)")
+    b.plot(epochs, [h["pauc"] for h in history], marker="s", label="val pAUC (FPR ≤ 0.01, standardised)")
     b.set_xlabel("epoch")
-    b.legend()
+    b.set_ylabel("area under the ROC curve")
+    for ax in (a, b):
+        if best_epoch:
+            ax.axvline(
+                best_epoch, color="#B3261E", ls="--", lw=1.2, label=f"exported as best: epoch {best_epoch}"
+            )
+        ax.legend()
+    fig.suptitle(f"training run {run_id}: loss and validation metrics per epoch")
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, mock=mock)
