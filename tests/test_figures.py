@@ -97,7 +97,9 @@ def test_heatmap_refuses_a_threshold_the_run_does_not_have(tmp_path: Path) -> No
     from lenscal.selection.plots import heatmaps
 
     cells = _cells({(1.0, 1.0): (0.1, 0.0, 0.2)})
-    with pytest.raises(ValueError, match=r"p>=0\.9.*p>=0\.5"):
+    from lenscal.selection.config import GridError
+
+    with pytest.raises(GridError, match=r"p>=0\.9.*p>=0\.5"):
         heatmaps(cells, tmp_path / "x.png", "difference_b_minus_a", "p>=0.9", diverging=True)
 
 

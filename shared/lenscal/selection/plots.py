@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lenscal.plotting import pyplot, save_figure, threshold_colour
+from lenscal.selection.config import GridError
 
 HEATMAP_THRESHOLD = "p>=0.5"
 THETA_LABEL = "Einstein radius θ_E (arcsec)"
@@ -100,7 +101,7 @@ def heatmaps(
     label = label or RunLabel()
     known = set(cells["threshold"])
     if threshold not in known:
-        raise ValueError(f"threshold {threshold!r} is not in this run; it has {', '.join(sorted(known))}")
+        raise GridError(f"threshold {threshold!r} is not in this run; it has {', '.join(sorted(known))}")
     chosen = cells[cells["threshold"] == threshold]
     depths = sorted(chosen["depth_bin"].unique())
     thetas = sorted(chosen["theta_e_bin"].unique())
