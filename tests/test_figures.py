@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,19 @@ def _cells(values: dict[tuple[float, float], tuple[float, float, float]]) -> pd.
         for (t, p), (d, lo, hi) in values.items()
     ]  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _capture_figures(monkeypatch: pytest.MonkeyPatch, module: Any) -> dict[str, Any]:
+    """``module``'s save_figure, still saving, but keeping the last figure in the dict."""
+    captured: dict[str, Any] = {}
+    real_save = module.save_figure
+
+    def keep(fig: Any, path: Path, **marks: Any) -> Path:
+        captured["fig"] = fig
+        return real_save(fig, path, **marks)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    return captured
 
 
 def test_png_at_150_dpi_with_a_pdf_beside_it_and_no_metadata(tmp_path: Path) -> None:
@@ -66,14 +80,7 @@ def test_difference_map_range_is_symmetric_fitted_and_significant_cells_outlined
 ) -> None:
     from lenscal.selection import plots
 
-    captured = {}
-    real_save = plots.save_figure
-
-    def keep(fig, path, **marks):  # type: ignore[no-untyped-def]
-        captured["fig"] = fig
-        return real_save(fig, path, **marks)
-
-    monkeypatch.setattr(plots, "save_figure", keep)
+    captured = _capture_figures(monkeypatch, plots)
     cells = _cells({
         (1.0, 1.0): (0.12, 0.02, 0.22),   # excludes 0: outlined
         (1.0, 1.2): (-0.30, -0.50, -0.10),  # excludes 0: outlined
@@ -133,14 +140,7 @@ def test_training_curve_has_validation_loss_and_the_exported_epoch(
          "pauc": 0.5}
         for e in (1, 2, 3)
     ]  # fmt: skip
-    captured = {}
-    real_save = loop.save_figure
-
-    def keep(fig, path, **marks):  # type: ignore[no-untyped-def]
-        captured["fig"] = fig
-        return real_save(fig, path, **marks)
-
-    monkeypatch.setattr(loop, "save_figure", keep)
+    captured = _capture_figures(monkeypatch, loop)
     loop._plot(history, tmp_path / "curve.png", "demo_resnet", 2, mock=True)
     fig = captured["fig"]
     loss_labels = [line.get_label() for line in fig.axes[0].get_lines()]
