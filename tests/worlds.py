@@ -22,12 +22,14 @@ def mock_shards(root: Path, n: int, positive_fraction: float = 0.1, seed: int = 
     return root / "shards"
 
 
-def small_bundle(directory: Path, spec: PreprocessSpec | None = None, run_id: str = "resnet-gen9") -> Path:
-    """A seeded, untrained bottlenecked_resnet (base_ch 8) bundle with model.onnx."""
+def small_bundle(
+    directory: Path, spec: PreprocessSpec | None = None, run_id: str = "resnet-gen9", seed: int = 5
+) -> Path:
+    """A seeded (``seed``), untrained bottlenecked_resnet (base_ch 8) bundle with model.onnx."""
     from lenscal.models import create_model
     from lenscal.models.bundle import export_onnx, save_bundle
 
-    torch.manual_seed(5)
+    torch.manual_seed(seed)
     bundle = save_bundle(
         directory,
         create_model("bottlenecked_resnet", base_ch=8),
