@@ -31,6 +31,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("flows")
     mock_shards(root, n=300, positive_fraction=0.2)
     bundle = small_bundle(root / "resnet-gen9")
+    small_bundle(root / "resnet-gen8", run_id="resnet-gen8", seed=11)  # a second finder (A/B)
     settings = root / "flows.yaml"
     settings.write_text(
         yaml.safe_dump(
@@ -144,9 +145,22 @@ def test_every_config_is_a_deployment_named_after_its_id() -> None:
         "train/resnet-gen1",
         "train/paperIV_resnet18",
         "selection-grid/d05",
+        "selection-compare/d05",
         "score-survey/survey",
     } <= names
     assert find("D05").full_name == "diagnostic/D05" and find("E04-IM1").flow_name == "evaluate"
+
+
+def test_selection_compare_needs_both_finders_and_a_known_preset() -> None:
+    from lenscal.errors import LenscalError
+    from lenscal_flows.deployments import DeploymentError, check_parameters, find
+
+    spec = find("selection-compare/mock_demo")
+    with pytest.raises(DeploymentError, match="model_b: Field required"):
+        check_parameters(spec, {"model_a": "demo_resnet"})
+    with pytest.raises(LenscalError, match="preset 'nope'"):
+        check_parameters(spec, {"model_a": "a", "model_b": "b", "preset": "nope"})
+    assert check_parameters(spec, {"model_a": "a", "model_b": "b"})["grid"] == "mock_demo"
 
 
 def test_transient_errors_are_retried_and_others_are_not() -> None:
@@ -176,6 +190,7 @@ def test_flows_in_the_test_harness_with_a_dask_cluster(flow_env: dict[str, Path]
     from lenscal.registry.store import Registry
     from lenscal_flows.diagnostic import diagnostic_flow
     from lenscal_flows.grid import selection_grid_flow
+    from lenscal_flows.selection_compare import selection_compare_flow
     from lenscal_flows.survey import score_survey_flow
 
     definition = tmp_path / "D77.yaml"
@@ -238,6 +253,18 @@ def test_flows_in_the_test_harness_with_a_dask_cluster(flow_env: dict[str, Path]
         assert (survey_dir / "parts" / "part-00000.parquet").stat().st_mtime_ns == kept  # not redone
         pd.testing.assert_frame_equal(first.sort_values("row"), again.sort_values("row"))
         assert (catalogue / "candidates.parquet").is_file() and (catalogue / "candidates.png").is_file()
+
+        # selection-compare: both finders through one grid (each its own scorer), then paired
+        compared = Path(
+            selection_compare_flow(
+                grid="mock_demo", model_a=str(flow_env["bundle"]), model_b=str(flow_env["root"] / "resnet-gen8"),
+                per_cell=3, out=str(tmp_path / "ab"), workers=1, chunk_size=16, force_fpr=True,
+            )
+        )  # fmt: skip
+        finders = json.loads((compared / "finders.json").read_text())
+        assert "for paired proportions" in finders["method"] and finders["pairing"].startswith("paired: the same 81")
+        assert (finders["a"]["model"], finders["b"]["model"]) == ("resnet-gen9", "resnet-gen8")
+        assert (compared / "finders.png").is_file() and (tmp_path / "ab" / "finder-b" / "cells.csv").is_file()
     a, b = pd.read_parquet(threads / "injections.parquet"), pd.read_parquet(dask / "injections.parquet")
     assert len(a) == 27 * 3 and a["number"].is_unique
     pd.testing.assert_frame_equal(

@@ -1,7 +1,8 @@
 """The deployments, declared here in version control and named after registry IDs (or grid
 names): ``diagnostic/D01`` ... ``diagnostic/D07``, ``evaluate/E04-eval``, ``evaluate/E04-IM1``,
 ``evaluate/E04-IM2``, ``train/gen1`` ... ``train/paperIV_resnet18``, ``train/demo_resnet``,
-``selection-grid/<grid>`` and ``score-survey/survey``: one per config file found in
+``selection-grid/<grid>``, ``selection-compare/<grid>`` (two finders through one grid:
+parameters model_a and model_b) and ``score-survey/survey``: one per config file found in
 configs/ (a new D07.yaml is a new deployment). Each runs on the ``lenscal`` work pool (process
 workers: `lenscal worker`); ``lenscal deploy`` registers them all.
 
@@ -66,6 +67,12 @@ def _grid() -> Any:
     return selection_grid_flow
 
 
+def _selection_compare() -> Any:
+    from lenscal_flows.selection_compare import selection_compare_flow
+
+    return selection_compare_flow
+
+
 def _survey() -> Any:
     from lenscal_flows.survey import score_survey_flow
 
@@ -77,6 +84,7 @@ FLOWS = {
     "evaluate": _evaluate,
     "train": _train,
     "selection-grid": _grid,
+    "selection-compare": _selection_compare,
     "score-survey": _survey,
 }
 
@@ -104,6 +112,12 @@ def all_deployments() -> list[DeploymentSpec]:
         specs.append(
             DeploymentSpec("selection-grid", name, {"grid": name}, f"grid {name} (configs/grids/{name}.yaml)")
         )
+        specs.append(
+            DeploymentSpec(
+                "selection-compare", name, {"grid": name},
+                f"two finders (model_a, model_b) through grid {name}, compared injection by injection",
+            )
+        )  # fmt: skip
     specs.append(DeploymentSpec("score-survey", "survey", {}, "score every cutout of a shard directory"))
     return specs
 
@@ -114,8 +128,10 @@ def find(ref: str) -> DeploymentSpec:
     for spec in specs:
         if ref in (spec.full_name, spec.name):
             return spec
-    known = ", ".join(s.name for s in specs if s.flow_name != "selection-grid")
-    raise DeploymentError(f"no deployment {ref!r}; known: {known} (and selection-grid/<grid>)")
+    known = ", ".join(s.name for s in specs if s.flow_name not in ("selection-grid", "selection-compare"))
+    raise DeploymentError(
+        f"no deployment {ref!r}; known: {known} (and selection-grid/<grid>, selection-compare/<grid>)"
+    )
 
 
 def check_parameters(spec: DeploymentSpec, given: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +196,7 @@ PRESET_CHECKS = {
     "evaluate": _check_definition,
     "train": _check_train,
     "selection-grid": _check_grid,
+    "selection-compare": _check_grid,
     "score-survey": _check_survey,
 }
 
