@@ -257,12 +257,15 @@ def test_flows_in_the_test_harness_with_a_dask_cluster(flow_env: dict[str, Path]
         # selection-compare: both finders through one grid (each its own scorer), then paired
         compared = Path(
             selection_compare_flow(
-                grid="mock_demo", model_a=str(flow_env["bundle"]), model_b=str(flow_env["root"] / "resnet-gen8"),
-                per_cell=3, out=str(tmp_path / "ab"), workers=1, chunk_size=16, force_fpr=True,
+                grid="mock_demo", model_a=str(flow_env["bundle"]),
+                model_b=str(flow_env["root"] / "resnet-gen8"), per_cell=3, out=str(tmp_path / "ab"),
+                workers=1, chunk_size=16, force_fpr=True,
             )
         )  # fmt: skip
         finders = json.loads((compared / "finders.json").read_text())
-        assert "for paired proportions" in finders["method"] and finders["pairing"].startswith("paired: the same 81")
+        assert "for paired proportions" in finders["method"] and finders["pairing"].startswith(
+            "paired: the same 81"
+        )
         assert (finders["a"]["model"], finders["b"]["model"]) == ("resnet-gen9", "resnet-gen8")
         assert (compared / "finders.png").is_file() and (tmp_path / "ab" / "finder-b" / "cells.csv").is_file()
     a, b = pd.read_parquet(threads / "injections.parquet"), pd.read_parquet(dask / "injections.parquet")

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from lenscal.backends import Services
 from lenscal.commands.options import takes_services
+
+if TYPE_CHECKING:
+    from lenscal.selection.function import SelectionFunction, Weights
 
 grid_app = typer.Typer(
     name="grid", help="Selection-function grids: run, compare, show, replay.", no_args_is_help=True
@@ -199,7 +202,9 @@ def selection_show_command(
     by: Annotated[str, typer.Option(help="Axis of the marginal: theta_e, psf_fwhm, depth, ...")] = "theta_e",
     population: Annotated[
         Path | None,
-        typer.Option(help="Weight cells by this catalogue's PSF x depth (psfsize_r, psfdepth_r), not by injections."),
+        typer.Option(
+            help="Weight cells by this catalogue's PSF x depth (psfsize_r, psfdepth_r), not by injections."
+        ),
     ] = None,
     magnitude: Magnitude = None,
     out: Annotated[Path | None, typer.Option(help="Also write the marginal as CSV here.")] = None,
@@ -209,7 +214,7 @@ def selection_show_command(
     from rich.console import Console
     from rich.table import Table
 
-    from lenscal.selection.function import SelectionFunction, Weights, citation
+    from lenscal.selection.function import SelectionFunction, citation
 
     sf = SelectionFunction.load(directory, magnitude=magnitude)
     weights: Weights | None = None
@@ -221,8 +226,9 @@ def selection_show_command(
     if weights is not None:
         console.print(f"weighted by {weights.source}: {weights.sample_size:,} objects, "
                       f"{weights.outside:,} outside the grid's PSF x depth (left out)")  # fmt: skip
+    title = f"{sf.provenance['grid']}: completeness at {threshold} by {by} ({table['weighting'][0]})"
     view = Table(by, "k/n", "completeness", "Jeffreys 68%", "Jeffreys 95%", "n_eff", "weight on data",
-                 title=f"{sf.provenance['grid']}: completeness at {threshold} by {by} ({table['weighting'][0]})")  # fmt: skip
+                 title=title)  # fmt: skip
     for _, r in table.iterrows():
         value = "no data" if r.no_data else f"{r.completeness:.4f}"
         view.add_row(f"{r[by]:g}", f"{int(r.k)}/{int(r.n)}", value,
@@ -236,14 +242,11 @@ def selection_show_command(
         typer.echo(f"-> {write_catalog(table, out)}")
 
 
-def _population_weights(sf: object, path: Path) -> object:
-    from lenscal.selection.apply import CatalogColumns, coordinates, read_catalog
+def _population_weights(sf: SelectionFunction, path: Path) -> Weights:
+    from lenscal.selection.apply import CatalogColumns, observing_conditions, read_catalog
 
-    catalog = read_catalog(path)
-    coords = coordinates(catalog.assign(theta_e=float("nan")), CatalogColumns())
-    return sf.weights_from(  # type: ignore[attr-defined]
-        {"psf_fwhm": coords["psf_fwhm"], "depth": coords["depth"]}, source=f"PSF x depth of {path.name}"
-    )
+    conditions = observing_conditions(read_catalog(path), CatalogColumns())
+    return sf.weights_from(conditions, source=f"PSF x depth of {path.name}")
 
 
 @selection_app.command("export")
@@ -261,7 +264,9 @@ def selection_export_command(
     sf = SelectionFunction.load(directory, magnitude=magnitude)
     path = export(sf, out)
     cells = int(sf.n.size)
-    typer.echo(f"{len(sf.thresholds)} threshold(s) x {cells} cells ({int((sf.n > 0).sum())} with data) -> {path}")
+    typer.echo(
+        f"{len(sf.thresholds)} threshold(s) x {cells} cells ({int((sf.n > 0).sum())} with data) -> {path}"
+    )
     typer.echo(f"cite: {citation(sf.provenance)}")
 
 
@@ -269,20 +274,25 @@ def selection_export_command(
 def selection_apply_command(
     directory: Annotated[Path, typer.Argument(help="Grid results directory.")],
     catalog: Annotated[Path, typer.Option(help="Catalogue: .csv, .parquet or .fits.")],
-    out: Annotated[Path, typer.Option(help="The catalogue with detection probabilities (.csv, .parquet, .fits).")],
+    out: Annotated[
+        Path, typer.Option(help="The catalogue with detection probabilities (.csv, .parquet, .fits).")
+    ],
     threshold: Threshold = "p>=0.5",
     theta_e_column: Annotated[str, typer.Option(help="Einstein radius column, arcsec.")] = "theta_e",
     psf_column: Annotated[str, typer.Option(help="r-band PSF FWHM column, arcsec.")] = "psfsize_r",
     depth_column: Annotated[
-        str | None, typer.Option(help="r-band 5-sigma depth column, AB mag (default: from --psfdepth-column).")
+        str | None,
+        typer.Option(help="r-band 5-sigma depth column, AB mag (default: from --psfdepth-column)."),
     ] = None,
     psfdepth_column: Annotated[
         str, typer.Option(help="Tractor point-source depth column, nmgy^-2, converted as the grid does.")
     ] = "psfdepth_r",
     where: Annotated[
-        str | None, typer.Option(help="Keep only rows matching this pandas query, e.g. \"label == 1\".")
+        str | None, typer.Option(help='Keep only rows matching this pandas query, e.g. "label == 1".')
     ] = None,
-    method: Annotated[str, typer.Option(help="nearest (the cell's k/n) or linear (between centres).")] = "nearest",
+    method: Annotated[
+        str, typer.Option(help="nearest (the cell's k/n) or linear (between centres).")
+    ] = "nearest",
     scores: Annotated[
         Path | None,
         typer.Option(help="Finder scores of the same objects (lenscal score output): adds the closure test."),
@@ -352,7 +362,8 @@ def selection_apply_command(
         view.add_row(
             str(r.theta_e_bin), str(r.objects),
             f"{r.predicted:.3f} [{r.predicted95_low:.3f}, {r.predicted95_high:.3f}]",
-            f"{r.measured_k}/{r.objects} = {r.measured:.3f} [{r.measured95_low:.3f}, {r.measured95_high:.3f}]",
+            f"{r.measured_k}/{r.objects} = {r.measured:.3f} "
+            f"[{r.measured95_low:.3f}, {r.measured95_high:.3f}]",
             f"{r.measured_minus_predicted:+.3f}",
         )  # fmt: skip
     Console(width=160).print(view)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from lenscal.errors import LenscalError
 from lenscal.selection.config import GridError
-from lenscal.selection.function import SelectionFunction, Weights
+from lenscal.selection.function import SelectionFunction
 from lenscal.stats.intervals import jeffreys_bounds
 from lenscal.survey import m5_from_psfdepth
 
@@ -92,17 +92,22 @@ def _column(catalog: pd.DataFrame, name: str, what: str) -> np.ndarray:
     return np.asarray(values, dtype=np.float64)
 
 
-def coordinates(catalog: pd.DataFrame, columns: CatalogColumns) -> dict[str, np.ndarray]:
-    """theta_e, psf_fwhm, depth (and magnitude) of each object, in the function's units."""
-    out = {
-        "theta_e": _column(catalog, columns.theta_e, "Einstein radius, arcsec"),
-        "psf_fwhm": _column(catalog, columns.psf_fwhm, "PSF FWHM, arcsec"),
-    }
+def observing_conditions(catalog: pd.DataFrame, columns: CatalogColumns) -> dict[str, np.ndarray]:
+    """psf_fwhm (arcsec) and depth (AB mag) of each object: what a survey's population is
+    weighted by."""
+    out = {"psf_fwhm": _column(catalog, columns.psf_fwhm, "PSF FWHM, arcsec")}
     if columns.depth is not None:
         out["depth"] = _column(catalog, columns.depth, "5-sigma depth, AB mag")
     else:
         psfdepth = _column(catalog, columns.psfdepth, "point-source depth, nmgy^-2 (Tractor psfdepth_r)")
         out["depth"] = np.array([m5_from_psfdepth(v) if v > 0 else np.nan for v in psfdepth])
+    return out
+
+
+def coordinates(catalog: pd.DataFrame, columns: CatalogColumns) -> dict[str, np.ndarray]:
+    """theta_e, psf_fwhm, depth (and magnitude) of each object, in the function's units."""
+    out = {"theta_e": _column(catalog, columns.theta_e, "Einstein radius, arcsec")}
+    out.update(observing_conditions(catalog, columns))
     if columns.magnitude is not None:
         out["magnitude"] = _column(catalog, columns.magnitude, "magnitude, AB")
     return out
@@ -152,7 +157,9 @@ def read_scores(path: str | Path, id_column: str, score_column: str) -> pd.Serie
     if scores[id_column].duplicated().any():
         raise LenscalError(f"{path}: object IDs in {id_column!r} repeat; one score per object")
     return pd.Series(
-        scores[score_column].to_numpy(np.float64), index=scores[id_column].astype(str).to_numpy(), name="score"
+        scores[score_column].to_numpy(np.float64),
+        index=scores[id_column].astype(str).to_numpy(),
+        name="score",
     )
 
 
@@ -174,7 +181,9 @@ def closure(
     bins = theta_axis.locate(usable[f"{PREFIX}theta_e"].to_numpy())
     sample = {name: usable[f"{PREFIX}{name}"].to_numpy() for name in ("theta_e", "psf_fwhm", "depth")}
     if len(sf.axes) == 4:
-        raise GridError("the closure test runs on theta_E x PSF x depth (load the function without magnitude)")
+        raise GridError(
+            "the closure test runs on theta_E x PSF x depth (load the function without magnitude)"
+        )
     weights = sf.weights_from(sample, source="the catalogue's objects")
     predicted = sf.marginal("theta_e", threshold=threshold, weights=weights).set_index("theta_e")
     overall = sf.marginal([], threshold=threshold, weights=weights).iloc[0]

@@ -79,9 +79,10 @@ def threshold_table(sf: SelectionFunction, threshold: str) -> Any:
     table["k"], table["n"] = kk.astype(np.int64), nn.astype(np.int64)
     table["k"].description = "injections detected (probability >= threshold)"
     table["n"].description = "injections made"
-    point = sf.completeness(*[table[f"{a}_centre"].value for a in sf.axis_names[:3]],
-                            magnitude=table[f"{sf.axis_names[3]}_centre"].value if len(sf.axes) == 4 else None,
-                            threshold=threshold)  # fmt: skip
+    centres = [table[f"{a}_centre"].value for a in sf.axis_names]
+    point = sf.completeness(
+        *centres[:3], magnitude=centres[3] if len(centres) == 4 else None, threshold=threshold
+    )
     table["completeness"] = point.estimate
     table["completeness"].description = "k / n (NaN where n = 0)"
     for name, values in (

@@ -45,9 +45,7 @@ class FinderComparison:
 
 def confounders(comparison: Comparison) -> dict[str, tuple[Any, Any]]:
     """Differences between the two runs other than the finder's own."""
-    return {
-        k: v for k, v in comparison.treatment_differences.items() if not k.startswith(FINDER_FIELDS)
-    }
+    return {k: v for k, v in comparison.treatment_differences.items() if not k.startswith(FINDER_FIELDS)}
 
 
 def compare_finders(
@@ -114,7 +112,7 @@ def _summary(
     for label, part in cells.groupby("threshold", sort=True):
         with_data = int((~part["no_data"]).sum())
         wins = significant[significant["threshold"] == label]["better"].value_counts()
-        overall = comparison.marginals["overall"].set_index("threshold").loc[label]
+        overall: Any = comparison.marginals["overall"].set_index("threshold").loc[label]  # one row
         per_threshold[str(label)] = {
             "a": [int(overall.k_a), int(overall.n_a)],
             "b": [int(overall.k_b), int(overall.n_b)],
@@ -142,8 +140,8 @@ def _figure(result: FinderComparison, threshold: str, meta_a: dict[str, Any]) ->
     rows = result.theta.loc[result.theta["threshold"] == threshold].sort_values("theta_e_bin")
     rows = rows.loc[(rows["n_a"] > 0) & (rows["n_b"] > 0)]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7.0), sharex=True, height_ratios=[3, 2])
-    for suffix, model, colour, shift in (("a", result.model_a, "#1f77b4", -0.01), ("b", result.model_b,
-                                                                                     "#d62728", 0.01)):  # fmt: skip
+    finders = (("a", result.model_a, "#1f77b4", -0.01), ("b", result.model_b, "#d62728", 0.01))
+    for suffix, model, colour, shift in finders:
         x = rows["theta_e_bin"] + shift
         y = rows[f"completeness_{suffix}"]
         err = [y - rows[f"jeffreys95_low_{suffix}"], rows[f"jeffreys95_high_{suffix}"] - y]

@@ -52,7 +52,10 @@ GRID_AXES = ("theta_e", "psf_fwhm", "depth")
 #: cells.csv column of each grid axis.
 CELL_COLUMNS = {"theta_e": "theta_e_bin", "psf_fwhm": "psf_bin", "depth": "depth_bin"}
 #: injections.parquet column and grid-definition bin edges of each magnitude axis.
-MAGNITUDE_AXES = {"source_mag": ("mag_r", "source_mag_bins"), "lensed_mag": ("lensed_mag_r", "lensed_mag_bins")}
+MAGNITUDE_AXES = {
+    "source_mag": ("mag_r", "source_mag_bins"),
+    "lensed_mag": ("lensed_mag_r", "lensed_mag_bins"),
+}
 UNITS = {"theta_e": "arcsec", "psf_fwhm": "arcsec", "depth": "mag", "source_mag": "mag", "lensed_mag": "mag"}
 DESCRIPTIONS = {
     "theta_e": "Einstein radius (SIE), arcsec",
@@ -184,7 +187,9 @@ class SelectionFunction:
         thresholds = {str(k): float(v) for k, v in metrics["thresholds"].items()}
         definition = meta["definition"]
         axes = [
-            FunctionAxis.from_centres(name, _centres(definition["axes"][name]), definition["axes"][name]["step"])
+            FunctionAxis.from_centres(
+                name, _centres(definition["axes"][name]), definition["axes"][name]["step"]
+            )
             for name in GRID_AXES
         ]
         if magnitude is None:
@@ -315,7 +320,9 @@ class SelectionFunction:
         ``outside``."""
         unknown = sorted(set(sample) - set(self.axis_names))
         if unknown or not sample:
-            raise GridError(f"population columns {unknown or '(none)'}: give some of {', '.join(self.axis_names)}")
+            raise GridError(
+                f"population columns {unknown or '(none)'}: give some of {', '.join(self.axis_names)}"
+            )
         named = [a for a in self.axes if a.name in sample]
         index = [a.locate(np.asarray(sample[a.name], dtype=np.float64)) for a in named]
         size = index[0].size
@@ -326,7 +333,9 @@ class SelectionFunction:
         values = np.broadcast_to(histogram.reshape(shape), self.shape).astype(np.float64)
         return Weights(values, int(size), int((~inside).sum()), source)
 
-    def marginal(self, by: str | Sequence[str], *, threshold: str, weights: Weights | None = None) -> pd.DataFrame:
+    def marginal(
+        self, by: str | Sequence[str], *, threshold: str, weights: Weights | None = None
+    ) -> pd.DataFrame:
         """Completeness per bin of ``by`` (one axis name, several, or [] for one overall
         number), pooled over the other axes by injection counts or by ``weights``."""
         names = [by] if isinstance(by, str) else list(by)
@@ -424,7 +433,7 @@ def _injection_counts(
     table = pd.read_parquet(path, columns=["theta_e_bin", "psf_bin", "depth_bin", column, "probability"])
     magnitude = axes[3]
     edges = np.append(magnitude.low, magnitude.high[-1])
-    labels = bin_labels(table[column].to_numpy(np.float64), edges)
+    labels = bin_labels(table[column].to_numpy(np.float64), edges.tolist())
     inside = labels != ""
     table = table[inside]
     where = [_index(a, table[CELL_COLUMNS[a.name]].to_numpy(), str(path)) for a in axes[:3]]
@@ -465,8 +474,10 @@ def provenance(directory: Path, meta: Mapping[str, Any], metrics: Mapping[str, A
         "results_directory": directory.resolve().name,
         "definition_sha256": meta.get("definition_sha256"),
         "geometry_sha256": meta.get("geometry_sha256"),
-        "checkpoint": {k: checkpoint.get(k) for k in ("model", "model_id", "architecture", "bundle_sha256",
-                                                       "weights_sha256")},  # fmt: skip
+        "checkpoint": {
+            k: checkpoint.get(k)
+            for k in ("model", "model_id", "architecture", "bundle_sha256", "weights_sha256")
+        },
         "injection_model": definition.get("injection_model"),
         "prior": definition.get("prior"),
         "per_cell": definition.get("per_cell"),
@@ -491,8 +502,9 @@ def citation(prov: Mapping[str, Any]) -> str:
     prior = prov.get("prior") or {}
     return (
         f"Selection function from lenscal {prov.get('lenscal_version')} grid {prov.get('grid')} "
-        f"(definition sha256 {str(prov.get('definition_sha256'))[:16]}, {prov.get('injections')} injections, "
-        f"{prov.get('per_cell')} per cell, seed {prov.get('seed')}, injection model {prov.get('injection_model')}, "
-        f"prior {prior.get('name')} sha256 {str(prior.get('sha256'))[:16]}) for finder {checkpoint.get('model')} "
+        f"(definition sha256 {str(prov.get('definition_sha256'))[:16]}, "
+        f"{prov.get('injections')} injections, {prov.get('per_cell')} per cell, seed {prov.get('seed')}, "
+        f"injection model {prov.get('injection_model')}, prior {prior.get('name')} "
+        f"sha256 {str(prior.get('sha256'))[:16]}) for finder {checkpoint.get('model')} "
         f"(bundle sha256 {str(checkpoint.get('bundle_sha256'))[:16]}); intervals {INTERVAL_METHOD}."
     )
