@@ -353,7 +353,8 @@ def selection_apply_command(
     model = (sf.provenance.get("checkpoint") or {}).get("model")
     closure_figure(
         table, stem.with_suffix(".png"),
-        f"Closure: grid {sf.provenance['grid']} ({model}) vs {catalog.name} at {threshold}",
+        f"Closure test at {threshold}: grid {sf.provenance['grid']}, finder {model}\n"
+        f"against {catalog.name}" + (f" where {where}" if where else ""),
         mock=bool(sf.provenance.get("mock_hosts")),
     )  # fmt: skip
     view = Table("theta_E bin", "objects", "predicted (95%)", "measured k/n (95%)", "measured - predicted",
@@ -403,6 +404,10 @@ def selection_compare_command(
                      "excludes 0" if r.b_minus_a_excludes_0 else "")  # fmt: skip
     Console(width=160).print(view)
     counts = result.summary["thresholds"][threshold]
+    if counts["false_positives_a"] and counts["false_positives_b"]:
+        (fa, na), (fb, nb) = counts["false_positives_a"], counts["false_positives_b"]
+        note = "" if threshold.startswith("fpr=") else " (a fixed p threshold; fpr= compares at one rate)"
+        typer.echo(f"false positives at {threshold}: A {fa}/{na}, B {fb}/{nb} validation negatives{note}")
     typer.echo(
         f"cells: B better in {counts['cells_b_better']}, A better in {counts['cells_a_better']}, "
         f"indistinguishable in {counts['cells_indistinguishable']} of {counts['cells_with_data']} with data"

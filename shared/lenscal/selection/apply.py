@@ -225,25 +225,23 @@ def _closure_row(label: str, centre: float, predicted: Any, detected: np.ndarray
 
 def closure_figure(table: pd.DataFrame, out: Path, title: str, mock: bool = False) -> Path:
     """Predicted (injections) and measured (the catalogue's lenses) detection fraction per
-    theta_E bin, 95% intervals, objects per bin written under each pair."""
+    theta_E bin, 95% intervals, objects per bin under each bin's label."""
     from lenscal.plotting import pyplot, save_figure
 
     plt = pyplot()
     rows = table[table["theta_e_bin"] != "all"].reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     x = np.arange(len(rows))
     for shift, (name, label, colour) in zip(
         (-0.12, 0.12),
-        (("predicted", "predicted by the grid (injections)", "#1f77b4"),
-         ("measured", "measured recall on the catalogue", "#d62728")),
+        (("predicted", "predicted by the grid (injections), 95%", "#1f77b4"),
+         ("measured", "measured recall on the catalogue, Jeffreys 95%", "#d62728")),
         strict=True,
     ):  # fmt: skip
         low = rows[name] - rows[f"{name}95_low"]
         high = rows[f"{name}95_high"] - rows[name]
         ax.errorbar(x + shift, rows[name], yerr=[low, high], fmt="o", capsize=3, color=colour, label=label)
-    for i, n in enumerate(rows["objects"]):
-        ax.annotate(f"n={n}", (i, 0.0), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=8)
-    ax.set_xticks(x, rows["theta_e_bin"])
+    ax.set_xticks(x, [f"{b}\n{n} objects" for b, n in zip(rows["theta_e_bin"], rows["objects"], strict=True)])
     ax.set_xlabel("Einstein radius θ_E bin (arcsec)")
     ax.set_ylabel(f"detection fraction at {table['threshold'].iloc[0]}")
     ax.set_ylim(-0.02, 1.05)

@@ -6,6 +6,12 @@ A finder comparison refuses runs that differ in anything but the finder (the che
 the preprocessing it carries): a different prior, seed or treatment would be compared along
 with the finder. ``--force`` compares them anyway, and says so.
 
+A fixed probability threshold (p>=0.5) sits at a different false-positive rate for each
+finder (a finder that scores everything higher finds more arcs and more impostors alike), so
+each threshold's summary carries both finders' false-positive counts on the validation
+negatives their runs scored (negatives.parquet); an ``fpr=`` threshold compares them at the
+same rate.
+
 Written beside the comparison's tables: ``finders_theta_e.csv`` (both completenesses and
 B - A per theta_E bin), ``significant_cells.csv`` (cells whose 95% interval excludes 0, and
 which finder wins there), ``finders.json`` and ``finders.png`` (completeness against
@@ -73,7 +79,9 @@ def compare_finders(
     write(comparison, out, threshold, run_label(meta_a), run_label(meta_b))
     theta = _theta_table(a, b, comparison)
     significant = _significant(comparison)
-    summary = _summary(comparison, model_a, model_b, significant, others)
+    summary = _summary(
+        comparison, model_a, model_b, significant, others, _false_positives(a), _false_positives(b)
+    )
     theta.to_csv(out / "finders_theta_e.csv", index=False)
     significant.to_csv(out / "significant_cells.csv", index=False)
     atomic_write_text(out / "finders.json", json.dumps(summary, indent=1, default=str) + "\n")
@@ -93,6 +101,16 @@ def _theta_table(a: Path, b: Path, comparison: Comparison) -> pd.DataFrame:
     return both
 
 
+def _false_positives(directory: Path) -> dict[str, list[int]]:
+    """Per threshold label: [negatives at or above it, negatives] of the run's own scores."""
+    path = directory / "negatives.parquet"
+    if not path.is_file():
+        return {}
+    scores = pd.read_parquet(path, columns=["probability"])["probability"].to_numpy()
+    thresholds = json.loads((directory / "metrics.json").read_text())["thresholds"]
+    return {label: [int((scores >= value).sum()), int(scores.size)] for label, value in thresholds.items()}
+
+
 def _significant(comparison: Comparison) -> pd.DataFrame:
     cells = comparison.cells
     data = cells[~cells["no_data"]]
@@ -105,7 +123,13 @@ def _significant(comparison: Comparison) -> pd.DataFrame:
 
 
 def _summary(
-    comparison: Comparison, model_a: str, model_b: str, significant: pd.DataFrame, others: dict[str, Any]
+    comparison: Comparison,
+    model_a: str,
+    model_b: str,
+    significant: pd.DataFrame,
+    others: dict[str, Any],
+    false_a: dict[str, list[int]],
+    false_b: dict[str, list[int]],
 ) -> dict[str, Any]:
     cells = comparison.cells
     per_threshold = {}
@@ -122,6 +146,8 @@ def _summary(
             "cells_b_better": int(wins.get("B", 0)),
             "cells_a_better": int(wins.get("A", 0)),
             "cells_indistinguishable": with_data - int(wins.sum()),
+            "false_positives_a": false_a.get(str(label)),  # [k, n] validation negatives at or above it
+            "false_positives_b": false_b.get(str(label)),
         }
     return {
         "a": {"run": str(comparison.a), "model": model_a},
@@ -139,14 +165,20 @@ def _figure(result: FinderComparison, threshold: str, meta_a: dict[str, Any]) ->
     plt = pyplot()
     rows = result.theta.loc[result.theta["threshold"] == threshold].sort_values("theta_e_bin")
     rows = rows.loc[(rows["n_a"] > 0) & (rows["n_b"] > 0)]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 7.0), sharex=True, height_ratios=[3, 2])
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(7.5, 7.0), sharex=True, height_ratios=[3, 2], layout="constrained"
+    )
     finders = (("a", result.model_a, "#1f77b4", -0.01), ("b", result.model_b, "#d62728", 0.01))
     for suffix, model, colour, shift in finders:
         x = rows["theta_e_bin"] + shift
         y = rows[f"completeness_{suffix}"]
         err = [y - rows[f"jeffreys95_low_{suffix}"], rows[f"jeffreys95_high_{suffix}"] - y]
-        top.errorbar(x, y, yerr=err, fmt="o-", capsize=3, color=colour, label=f"{suffix.upper()} = {model}")
-    top.set_ylabel(f"completeness at {threshold}")
+        false = result.summary["thresholds"][threshold].get(f"false_positives_{suffix}")
+        fpr = f" (false positives {false[0]}/{false[1]} negatives)" if false else ""
+        top.errorbar(
+            x, y, yerr=err, fmt="o-", capsize=3, color=colour, label=f"{suffix.upper()} = {model}{fpr}"
+        )
+    top.set_ylabel(f"completeness at {threshold}\n(Jeffreys 95%)")
     top.set_ylim(-0.02, 1.05)
     top.grid(alpha=0.3)
     top.legend(loc="best")
