@@ -110,6 +110,14 @@ def test_grid_page_heatmaps_sortable_cells_and_compare(client: TestClient) -> No
     assert "seed" in compared["treatments"]
 
 
+def test_a_finder_comparison_three_levels_down_is_listed_with_its_figure_first(client: TestClient) -> None:
+    listed = client.get("/results").text
+    assert "selection-compare/demo/compare" in listed
+    page = client.get("/results/results/selection-compare/demo/compare")
+    assert page.status_code == 200 and '<span class="tag kind">finders</span>' in page.text
+    assert page.text.index("finders.png") < page.text.index("difference_heatmaps.png")
+
+
 def test_compare_refuses_different_geometry_naming_the_fields(
     client: TestClient, world: dict[str, Path | str]
 ) -> None:

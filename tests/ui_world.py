@@ -37,6 +37,8 @@ def build_ui_world(root: Path) -> dict[str, Path | str]:
         "grid", "run", "--grid", "mock_demo", "--preset", "demo", "--hosts", str(shards),
         "--model", str(model / "best"), "--out", str(results / "grid-demo-seed2"), "--seed", "2",
     )  # fmt: skip
+    run("selection", "compare", str(results / "grid-demo"), str(results / "grid-demo-seed2"), "--force",
+        "--out", str(results / "selection-compare" / "demo" / "compare"))  # fmt: skip
     run("diagnose", "D05", "--preset", "demo", "--hosts", str(shards), "--model", "demo_resnet",
         "--out", str(results / "D05_demo"))  # fmt: skip
     return {"registry": registry, "results": results, "shards": shards}

@@ -17,6 +17,8 @@ TABLES = (".csv", ".parquet")
 TEXT = (".md", ".json", ".jsonl", ".txt", ".yaml", ".yml", ".log")
 #: How each kind is told: the file it always writes (first match wins).
 KIND_MARKERS = (
+    ("finders", "finders.json"),  # lenscal selection compare / the selection-compare flow
+    ("comparison", "compare.json"),  # lenscal grid compare
     ("grid", "cells.csv"),
     ("survey", "catalog.json"),
     ("diagnostic", "definition.json"),
@@ -27,6 +29,8 @@ KEY_FIGURES = {
     "grid": ("completeness_heatmaps.png", "completeness_vs_theta_e.png", "completeness_vs_source_mag.png"),
     "training": ("training_curve.png",),
     "survey": ("candidates.png",),
+    "finders": ("finders.png", "difference_heatmaps.png"),
+    "comparison": ("difference_heatmaps.png",),
 }
 
 
@@ -138,10 +142,10 @@ def frame_json(frame: pd.DataFrame) -> dict[str, Any]:
 
 
 def find_result_dirs(root: Path, kind: str | None = None, limit: int = 2000) -> list[Path]:
-    """Result directories under ``root`` (of ``kind`` when given), two levels deep at most
-    (results/<run>, results/<group>/<run>), newest name last."""
+    """Result directories under ``root`` (of ``kind`` when given), three levels deep at most
+    (results/<run>, results/<group>/<run>, results/selection-compare/<request>/<run>), by name."""
     found: list[Path] = []
-    for level in (root.glob("*"), root.glob("*/*")):
+    for level in (root.glob("*"), root.glob("*/*"), root.glob("*/*/*")):
         for path in level:
             if len(found) >= limit:
                 break
