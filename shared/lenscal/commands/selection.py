@@ -227,8 +227,8 @@ def selection_show_command(
         console.print(f"weighted by {weights.source}: {weights.sample_size:,} objects, "
                       f"{weights.outside:,} outside the grid's PSF x depth (left out)")  # fmt: skip
     title = f"{sf.provenance['grid']}: completeness at {threshold} by {by} ({table['weighting'][0]})"
-    view = Table(by, "k/n", "completeness", "Jeffreys 68%", "Jeffreys 95%", "n_eff", "weight on data",
-                 title=title)  # fmt: skip
+    columns = ("injected k/n", "completeness", "Jeffreys 68%", "Jeffreys 95%", "n_eff", "weight on data")
+    view = Table(by, *columns, title=title)
     for _, r in table.iterrows():
         value = "no data" if r.no_data else f"{r.completeness:.4f}"
         view.add_row(f"{r[by]:g}", f"{int(r.k)}/{int(r.n)}", value,
