@@ -101,7 +101,9 @@ def server(world: dict[str, Path]) -> Iterator[str]:
             yield url
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=60)
+            # Under the full suite's load the worker's shutdown (cancelling its poll loop,
+            # closing its client) once took over 60 s; a worker that never stops still fails.
+            worker.wait(timeout=180)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
