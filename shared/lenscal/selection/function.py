@@ -368,14 +368,13 @@ class SelectionFunction:
         if weights is None:  # exactly the pooled counts (no rounding through n_eff)
             k_eff, n_eff = k.sum(axis=other), n.sum(axis=other)
         empty = n_eff == 0
-        rows: dict[str, Any] = {}
         grids = np.meshgrid(*[self.axes[i].centres for i in keep], indexing="ij") if keep else []
+        out = pd.DataFrame(index=pd.RangeIndex(int(np.prod([self.shape[i] for i in keep]))))  # [] -> one row
         for name, values in zip(names, grids, strict=True):
-            rows[name] = values.ravel()
-        out = pd.DataFrame(rows)
+            out[name] = values.ravel()
         out["threshold"] = threshold
-        out["k"] = np.ravel(np.where(has, k, 0).sum(axis=other))
-        out["n"] = np.ravel(n.sum(axis=other))
+        out["k"] = np.ravel(np.where(has, k, 0).sum(axis=other)).astype(np.int64)
+        out["n"] = np.ravel(n.sum(axis=other)).astype(np.int64)
         out["completeness"] = np.ravel(np.where(empty, np.nan, k_eff / np.where(empty, 1, n_eff)))
         out["k_effective"], out["n_effective"] = np.ravel(k_eff), np.ravel(n_eff)
         for level, tag in ((0.68, "68"), (0.95, "95")):
