@@ -100,10 +100,15 @@ def server(world: dict[str, Path]) -> Iterator[str]:
         try:
             yield url
         finally:
+            # As lenscal stops its own workers (lenscal.rpc.launch.stop_process): SIGTERM, then
+            # SIGKILL after a grace period. Prefect's worker sometimes keeps idling in its
+            # poll loop after SIGTERM (seen in the full suite, py-spy: no flow run in hand).
             os.killpg(worker.pid, signal.SIGTERM)
-            # Under the full suite's load the worker's shutdown (cancelling its poll loop,
-            # closing its client) once took over 60 s; a worker that never stops still fails.
-            worker.wait(timeout=180)
+            try:
+                worker.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(timeout=60)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
