@@ -51,10 +51,12 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise LenscalError(f"{path}: no such catalogue")
     suffix = path.suffix.lower()
-    if path.is_dir() or suffix in (".parquet", ".pq"):
+    if path.is_dir():  # a survey catalogue's parts
         return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(path)
+    if suffix in (".csv", ".parquet", ".pq"):
+        from lenscal.data.manifest import read_manifest
+
+        return read_manifest(path, validate=False)  # the one CSV/Parquet reader (clear errors)
     if suffix in (".fits", ".fit", ".fits.gz", ".ecsv"):
         from astropy.table import Table
 
@@ -66,21 +68,19 @@ def read_catalog(path: str | Path) -> pd.DataFrame:
 
 def write_catalog(frame: pd.DataFrame, path: str | Path) -> Path:
     """``frame`` to CSV, Parquet or FITS by the suffix, atomically."""
+    from astropy.table import Table
+
+    from lenscal.data.manifest import write_manifest
     from lenscal.fsutil import atomic_path
 
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".fits"):
+    if suffix in (".csv", ".parquet"):
+        return write_manifest(frame, path)
+    if suffix != ".fits":
         raise LenscalError(f"{path}: unknown output format {suffix!r}; use .csv, .parquet or .fits")
     with atomic_path(path) as tmp:
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False)
-        elif suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            from astropy.table import Table
-
-            Table.from_pandas(frame).write(tmp, format="fits")
+        Table.from_pandas(frame).write(tmp, format="fits")
     return path
 
 

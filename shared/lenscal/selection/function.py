@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lenscal.selection.config import GridError
+from lenscal.selection.config import Axis, GridError
 from lenscal.selection.tables import bin_labels, is_forced
 from lenscal.stats.intervals import jeffreys_bounds
 from lenscal.survey import NANOMAGGY_ZEROPOINT_AB
@@ -186,12 +186,8 @@ class SelectionFunction:
         metrics = json.loads((directory / "metrics.json").read_text())
         thresholds = {str(k): float(v) for k, v in metrics["thresholds"].items()}
         definition = meta["definition"]
-        axes = [
-            FunctionAxis.from_centres(
-                name, _centres(definition["axes"][name]), definition["axes"][name]["step"]
-            )
-            for name in GRID_AXES
-        ]
+        grid_axes = {name: Axis(**definition["axes"][name]) for name in GRID_AXES}
+        axes = [FunctionAxis.from_centres(name, a.centres(), a.step) for name, a in grid_axes.items()]
         if magnitude is None:
             k, n = _cell_counts(directory / "cells.csv", axes, thresholds)
         elif magnitude in MAGNITUDE_AXES:
@@ -389,11 +385,6 @@ class SelectionFunction:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def _centres(axis: Mapping[str, float]) -> np.ndarray:
-    count = round((axis["stop"] - axis["start"]) / axis["step"]) + 1
-    return np.round(axis["start"] + axis["step"] * np.arange(count), 10)
 
 
 def _index(axis: FunctionAxis, values: np.ndarray, what: str) -> np.ndarray:
