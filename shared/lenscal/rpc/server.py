@@ -150,22 +150,6 @@ SIGNAL_POLL_S = 0.2
 ORPHAN_GRACE_S = 1.0
 
 
-def cap_malloc_arenas(arenas: int = 2, mmap_threshold: int = 1 << 20) -> None:
-    """Cap glibc's malloc arenas (it makes up to 8 per core, one per busy thread): a server
-    with dozens of handler threads otherwise fragments memory and its RSS creeps up after
-    every burst of cancelled work. And fix the mmap threshold: glibc raises it after each
-    large free (up to 32 MiB), so batches of cutouts (megabytes each) move into the heap,
-    where the holes bursts of cancelled work leave are never returned (RSS went from 0.7 to
-    3.8 GiB over six bursts). Fixed, every array over 1 MiB is its own mapping, returned to the
-    system when freed. No-op where libc is not glibc."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-8, arenas)  # M_ARENA_MAX
-        libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD
-
-
 def start_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Prometheus text exposition on http://host:port/metrics (port 0 disables)."""
     if port:
@@ -184,6 +168,9 @@ class Admission:
         self.active = dict.fromkeys(limits, 0)
         self.retry_after_s = retry_after_s
         self._lock = threading.Lock()
+        #: Called (outside the lock) each time the last call in flight leaves; run_service
+        #: sets it to trim the heap (lenscal.rpc.heap.HeapTrimmer).
+        self.on_idle: Callable[[], object] | None = None
 
     @contextlib.contextmanager
     def enter(self, kind: str) -> Iterator[None]:
@@ -200,6 +187,15 @@ class Admission:
         finally:
             with self._lock:
                 self.active[kind] -= 1
+                idle = not any(self.active.values())
+            if idle and self.on_idle is not None:
+                self.on_idle()
+
+    @property
+    def idle(self) -> bool:
+        """No admitted call in flight."""
+        with self._lock:
+            return not any(self.active.values())
 
     @property
     def threads(self) -> int:

@@ -21,11 +21,11 @@ import grpc
 
 from lenscal.logs import configure_logging
 from lenscal.rpc.auth import BearerTokenInterceptor, read_token, server_credentials
+from lenscal.rpc.heap import HeapTrimmer, cap_malloc_arenas
 from lenscal.rpc.server import (
     Admission,
     add_service,
     build_server,
-    cap_malloc_arenas,
     mark_serving,
     run_until_signalled,
     start_metrics,
@@ -103,6 +103,8 @@ def run_service(
     docstring). ``warm_up`` readies the core and returns what the listening line adds."""
     spec = SERVICES[name]
     pb2 = importlib.import_module(spec.pb2)
+    # Memory a burst of calls freed goes back to the system once the server is idle again.
+    admission.on_idle = HeapTrimmer(lambda: admission.idle).soon
     interceptors = [BearerTokenInterceptor(read_token(options.token_file))] if options.token_file else []
 
     def add(server: grpc.Server) -> list[str]:
