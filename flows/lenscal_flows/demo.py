@@ -46,6 +46,7 @@ def run_demo(
     else:
         echo(f"[1/5] mock survey ({n} cutouts), shards, split check -> {out}")
         summary = prepare_demo_data(out, n=n, seed=seed, progress=False)
+    _check_model_reusable(out)
     settings = FlowSettings(
         hosts=str(out / "shards"), model=DEMO_MODEL, results=str(out / "results"), device="cpu"
     )
@@ -92,3 +93,22 @@ def run_demo(
     echo(f"    then open {summary['ui']}  (the registry: {ui}/registry)")
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+def _check_model_reusable(out: Path) -> None:
+    """Before any server starts: a demo model the registry has Trained must still have its
+    bundle under ``out`` (a deleted demo-output with ~/.lenscal kept), else one line saying
+    what to do."""
+    from lenscal.jobs.train import missing_bundle
+    from lenscal.registry.store import Registry
+
+    registry = Registry()
+    best = out / "results" / "runs" / DEMO_MODEL / "best"
+    if not registry.exists(DEMO_MODEL) or (best / "model.json").is_file():
+        return
+    record = registry.get(DEMO_MODEL)
+    if record.status == "Trained":
+        raise LenscalError(
+            f"{missing_bundle(DEMO_MODEL, best, record.results_path)}; or start from nothing with a "
+            "fresh home: LENSCAL_HOME=$(mktemp -d) make demo"
+        )

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from lenscal.home import FULL, locate_config
+from lenscal.registry.ids import RegistryError
 from lenscal.registry.store import Registry
 from lenscal.training.config import ConfigError, TrainingConfig, load_config
 from lenscal.training.loop import TrainResult, check_training_id, train
@@ -72,12 +73,36 @@ def train_job(**values: Any) -> TrainJob:
 
 def trained_bundle(job: TrainJob, registry: Registry) -> Path | None:
     """The run's exported bundle when the registry already has it trained (reused, not
-    retrained, unless ``restart``)."""
+    retrained, unless ``restart``). A run the registry has Trained whose bundle is gone is
+    refused here, naming the bundle and the ways on (training it would be refused anyway, with
+    less to go on)."""
     config = job.resolved()
     run_id, best = job.recorded_as(config), Path(config.train.out_dir) / "best"
     if job.restart or run_id is None or not registry.exists(run_id):
         return None
-    return best if registry.get(run_id).status == "Trained" and (best / "model.json").is_file() else None
+    if registry.get(run_id).status != "Trained":
+        return None
+    if not (best / "model.json").is_file():
+        raise RegistryError(missing_bundle(run_id, best, registry.get(run_id).results_path))
+    return best
+
+
+def missing_bundle(run_id: str, best: Path, recorded: str | None = None) -> str:
+    """Why a run the registry has Trained cannot be reused from ``best``, and what to do.
+    ``recorded``: the record's results directory, named when its bundle is still there."""
+    elsewhere = Path(recorded) / "best" if recorded else None
+    if (
+        elsewhere is not None
+        and elsewhere.resolve() != best.resolve()
+        and (elsewhere / "model.json").is_file()
+    ):
+        where = f"its bundle is {elsewhere}, not {best}. Point the results there, "
+    else:
+        where = f"its bundle {best} is gone (was its output directory deleted?). Put the bundle back, "
+    return (
+        f"registry: {run_id} is Trained, but {where}train under another run ID, or mark the record "
+        f"`lenscal registry set-status {run_id} Failed` to train {run_id} again"
+    )
 
 
 def run_train_job(
