@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -133,6 +134,13 @@ def test_demo_is_the_main_job_and_leaves_defaults_behind(
     )
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert summary["diagnostic/D05"] in rerun.stdout
+    # The output deleted, the registry kept: refused before any server starts, in one line
+    # naming the lost bundle (it used to train again and fail late: "already Trained").
+    shutil.rmtree(out)
+    lost = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert lost.returncode == 2, lost.stdout[-3000:] + lost.stderr[-3000:]
+    assert f"its bundle {out / 'results' / 'runs' / 'demo_resnet' / 'best'} is gone" in lost.stderr
+    assert "Traceback" not in lost.stderr and "Prefect server" not in lost.stdout
 
 
 # --- one option vocabulary ---------------------------------------------------------------
