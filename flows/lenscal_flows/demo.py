@@ -96,19 +96,19 @@ def run_demo(
 
 
 def _check_model_reusable(out: Path) -> None:
-    """Before any server starts: a demo model the registry has Trained must still have its
-    bundle under ``out`` (a deleted demo-output with ~/.lenscal kept), else one line saying
-    what to do."""
-    from lenscal.jobs.train import missing_bundle
+    """Before any server starts: the train flow's own reuse check (lenscal.jobs.train
+    .trained_bundle) on the demo's model, so a demo model the registry has Trained whose
+    bundle is gone (demo-output deleted, ~/.lenscal kept) stops here in one line."""
+    from lenscal.jobs.train import train_job, trained_bundle
+    from lenscal.registry.ids import RegistryError
     from lenscal.registry.store import Registry
 
-    registry = Registry()
-    best = out / "results" / "runs" / DEMO_MODEL / "best"
-    if not registry.exists(DEMO_MODEL) or (best / "model.json").is_file():
-        return
-    record = registry.get(DEMO_MODEL)
-    if record.status == "Trained":
+    job = train_job(
+        config=DEMO_MODEL, preset="demo", run_id=DEMO_MODEL, out_dir=out / "results" / "runs" / DEMO_MODEL
+    )
+    try:
+        trained_bundle(job, Registry())
+    except RegistryError as exc:
         raise LenscalError(
-            f"{missing_bundle(DEMO_MODEL, best, record.results_path)}; or start from nothing with a "
-            "fresh home: LENSCAL_HOME=$(mktemp -d) make demo"
-        )
+            f"{exc}; or start from nothing with a fresh home: LENSCAL_HOME=$(mktemp -d) make demo"
+        ) from None

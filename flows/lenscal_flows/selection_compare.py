@@ -42,13 +42,8 @@ def selection_compare_flow(
     logger = get_run_logger()
     settings = load_settings()
     asked = {"grid": grid, "preset": preset, "a": model_a, "b": model_b, "per_cell": per_cell, "seed": seed}
-    root = (
-        Path(out)
-        if out
-        else Path(settings.results)
-        / "selection-compare"
-        / (f"{Path(grid).stem}_{preset}_{canonical_sha256(asked)[:8]}")
-    )
+    request = f"{Path(grid).stem}_{preset}_{canonical_sha256(asked)[:8]}"
+    root = Path(out) if out else Path(settings.results) / "selection-compare" / request
     runs = {}
     for label, model in (("a", model_a), ("b", model_b)):
         logger.info("finder %s = %s: grid %s (%s)", label.upper(), model, grid, preset)

@@ -83,11 +83,11 @@ def trained_bundle(job: TrainJob, registry: Registry) -> Path | None:
     if registry.get(run_id).status != "Trained":
         return None
     if not (best / "model.json").is_file():
-        raise RegistryError(missing_bundle(run_id, best, registry.get(run_id).results_path))
+        raise RegistryError(_missing_bundle(run_id, best, registry.get(run_id).results_path))
     return best
 
 
-def missing_bundle(run_id: str, best: Path, recorded: str | None = None) -> str:
+def _missing_bundle(run_id: str, best: Path, recorded: str | None = None) -> str:
     """Why a run the registry has Trained cannot be reused from ``best``, and what to do.
     ``recorded``: the record's results directory, named when its bundle is still there."""
     elsewhere = Path(recorded) / "best" if recorded else None

@@ -83,7 +83,6 @@ class HeapTrimmer:
         self._last = float("-inf")  # when the last trim ended
         self._gap = min_interval_s  # seconds from it to the next one
         self._thread: threading.Thread | None = None
-        self.trims = 0
 
     def soon(self) -> None:
         """The server just went idle: trim after the delay (a later call postpones it)."""
@@ -128,5 +127,4 @@ class HeapTrimmer:
         finally:
             self._last = time.monotonic()
             self._gap = max(self.min_interval_s, (self._last - started) / self.max_share)
-        self.trims += 1
         log.debug("heap trimmed in %.1f ms", 1000 * (self._last - started))

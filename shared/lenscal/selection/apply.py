@@ -3,7 +3,7 @@ interval, and the closure test against the finder's scores on the same objects.
 
 Columns: theta_E in arcsec; PSF FWHM in arcsec (default the Tractor ``psfsize_r``); depth as
 an r-band 5-sigma AB magnitude, either given (``depth_column``) or converted from Tractor's
-``psfdepth_r`` (nmgy^-2) exactly as the grid bins its hosts (``m5_from_psfdepth``; a
+``psfdepth_r`` (nmgy^-2) exactly as the grid bins its hosts (``m5_from_psfdepths``; a
 non-positive psfdepth is missing). An object outside the grid, or with a missing value, gets
 NaN and a flag naming the axis, never an extrapolated number.
 
@@ -29,7 +29,7 @@ from lenscal.errors import LenscalError
 from lenscal.selection.config import GridError
 from lenscal.selection.function import SelectionFunction
 from lenscal.stats.intervals import jeffreys_bounds
-from lenscal.survey import m5_from_psfdepth
+from lenscal.survey import m5_from_psfdepths
 
 PREFIX = "sf_"
 
@@ -100,7 +100,7 @@ def observing_conditions(catalog: pd.DataFrame, columns: CatalogColumns) -> dict
         out["depth"] = _column(catalog, columns.depth, "5-sigma depth, AB mag")
     else:
         psfdepth = _column(catalog, columns.psfdepth, "point-source depth, nmgy^-2 (Tractor psfdepth_r)")
-        out["depth"] = np.array([m5_from_psfdepth(v) if v > 0 else np.nan for v in psfdepth])
+        out["depth"] = m5_from_psfdepths(psfdepth)
     return out
 
 

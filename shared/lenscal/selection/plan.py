@@ -21,7 +21,7 @@ from lenscal.errors import ManifestError
 from lenscal.injection.hosts import host_pool
 from lenscal.rng import grid_host_rng
 from lenscal.selection.config import Axis, GridConfig, GridError, cell_name
-from lenscal.survey import m5_from_psfdepth
+from lenscal.survey import m5_from_psfdepths
 
 
 @dataclass
@@ -80,10 +80,7 @@ def plan_grid(manifest: pd.DataFrame, config: GridConfig) -> GridPlan:
             raise ManifestError(f"grid hosts need manifest column {column!r} (to bin them by PSF and depth)")
     pool = host_pool(manifest.reset_index(drop=True), config.injection_model, config.split)
     pool = capped_pool(pool, config.host_max, config.seed)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        depth = np.array(
-            [m5_from_psfdepth(v) if v > 0 else np.nan for v in pool["psfdepth_r"].to_numpy(float)]
-        )
+    depth = m5_from_psfdepths(pool["psfdepth_r"].to_numpy(float))
     psf_bin = nearest_bin(pool["psfsize_r"].to_numpy(float), config.axes.psf_fwhm, config.host_binning)
     depth_bin = nearest_bin(depth, config.axes.depth, config.host_binning)
     rows = pool.index.to_numpy()
