@@ -57,6 +57,17 @@ def test_registry_page_lists_the_runs_by_section_and_filters(client: TestClient)
     assert bad.status_code == 400 and "nonsense" in bad.text
 
 
+def test_the_icon_is_served_where_browsers_look_for_it(client: TestClient) -> None:
+    # A browser asks for /favicon.ico on every page without an icon link (the JSON ones);
+    # a 404 there is a console error (CI's browser test caught it after the JSON page).
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.content.lstrip().startswith(b"<svg")
+    linked = client.get("/registry").text
+    assert '<link rel="icon" href="/static/favicon.svg"' in linked
+    assert client.get("/static/favicon.svg").content == icon.content
+
+
 def test_record_page_has_config_hash_lineage_metrics_and_verified_artifacts(client: TestClient) -> None:
     records = client.get("/api/records", params={"kind": "diagnostic"}).json()["records"]
     d05 = records[0]["id"]

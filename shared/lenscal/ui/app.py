@@ -339,8 +339,14 @@ def create_app(
     async def home(request: Request) -> Response:
         return RedirectResponse("/registry", status_code=307)
 
+    async def favicon(request: Request) -> Response:
+        # Browsers ask for /favicon.ico on pages without an icon link (the JSON endpoints):
+        # a 404 there is a console error on every such page.
+        return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
     routes = [
         Route("/", home),
+        Route("/favicon.ico", favicon),
         Route("/registry", registry_page),
         Route("/registry.md", registry_markdown),
         Route("/record/{rid:path}", record_page),
