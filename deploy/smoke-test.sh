@@ -161,6 +161,7 @@ html = u.urlopen(base + page, timeout=30).read().decode()
 figure = re.search(r'<img src="([^"]+)"', html).group(1)
 png = u.urlopen(base + figure, timeout=30).read()
 assert png[:8] == b"\x89PNG\r\n\x1a\n", figure
+assert u.urlopen(base + "/favicon.ico", timeout=30).read().startswith(b"<svg")  # the icon is in the image
 print(json.dumps({"ui": base + page, "figure": figure, "bytes": len(png)}))
 EOF
 
